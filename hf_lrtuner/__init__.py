@@ -1,0 +1,1 @@
+"""LRTuner for the Hugging Face Trainer."""
