@@ -1,1 +1,26 @@
-"""LRTuner for the Hugging Face Trainer."""
+"""LRTuner for PyTorch and the Hugging Face Trainer: tune the learning rate while training runs.
+
+The algorithm core (`LRTunerConfig`, `LRTuner`, `LRTunerScheduler`, `TrialRunner`) does not import `transformers`;
+the Trainer integration is imported on first use.
+"""
+
+from .config import LRTunerConfig
+from .scheduler import LRTunerScheduler
+from .snapshot import TrainingSnapshot
+from .trials import TrialRunner
+from .tuner import LRTuner
+
+__version__ = "0.1.0"
+
+_TRAINER_EXPORTS = {"LRTunerCallback": "callback", "LRTunerTrainerMixin": "callback", "LRTunerTrainer": "callback"}
+
+__all__ = ["LRTuner", "LRTunerConfig", "LRTunerScheduler", "TrainingSnapshot", "TrialRunner", *_TRAINER_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _TRAINER_EXPORTS:
+        import importlib
+
+        module = importlib.import_module(f".{_TRAINER_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,146 @@
+"""`LRTunerScheduler`: the tuner as a `torch.optim.lr_scheduler.LRScheduler`."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from .config import LRTunerConfig
+from .tuner import LRTuner, RunTrial
+
+
+class LRTunerScheduler(LRScheduler):
+    """Sets every parameter group's LR to its initial LR times the tuner's multiplier.
+
+    It holds the whole tuner (phases, search, safety marks, records), so its `state_dict()` is everything a resumed
+    run needs; Trainer saves it in `scheduler.pt`. Per-group LR ratios are kept. Trials are run by
+    [`LRTunerCallback`] (with `transformers.Trainer`) or [`TrialRunner`] (plain PyTorch loops).
+
+    Args:
+        optimizer (`torch.optim.Optimizer`): the optimizer; its current LRs are the initial guess.
+        num_training_steps (`int`, *optional*): budget in optimizer updates. May be left `None` when
+            [`LRTunerCallback`] is used: it is then taken from Trainer's `max_steps` at train begin.
+        config (`LRTunerConfig`, *optional*): tuner settings; defaults to `LRTunerConfig()`.
+        last_epoch (`int`, *optional*, defaults to -1): as in every torch scheduler.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from hf_lrtuner import LRTunerConfig, LRTunerScheduler
+    >>> model = torch.nn.Linear(4, 1)
+    >>> optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    >>> scheduler = LRTunerScheduler(optimizer, num_training_steps=1000, config=LRTunerConfig(warmup_steps=100))
+    >>> scheduler.get_last_lr()
+    [0.0]
+    ```
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        num_training_steps: Optional[int] = None,
+        config: Optional[LRTunerConfig] = None,
+        last_epoch: int = -1,
+    ):
+        if config is not None and not isinstance(config, LRTunerConfig):
+            raise TypeError(f"config must be an LRTunerConfig, got {type(config).__name__}.")
+        self.config = config if config is not None else LRTunerConfig()
+        self.tuner: Optional[LRTuner] = None
+        if num_training_steps is not None:
+            self.tuner = LRTuner(self.config, num_training_steps)
+        super().__init__(optimizer, last_epoch)
+
+    @property
+    def num_training_steps(self) -> Optional[int]:
+        return None if self.tuner is None else self.tuner.total_steps
+
+    def set_num_training_steps(self, num_training_steps: int):
+        """Set the budget of a scheduler built without one, and apply the LR of the current step."""
+        if self.tuner is not None:
+            if self.tuner.total_steps != num_training_steps:
+                raise ValueError(
+                    f"This LRTunerScheduler was built for {self.tuner.total_steps} updates but training runs "
+                    f"{num_training_steps}. Build it with num_training_steps={num_training_steps}, or leave "
+                    "num_training_steps=None and let LRTunerCallback take the budget from Trainer."
+                )
+            return
+        self.tuner = LRTuner(self.config, num_training_steps)
+        self.apply_lr()
+
+    def _require_tuner(self) -> LRTuner:
+        if self.tuner is None:
+            raise RuntimeError(
+                "LRTunerScheduler has no budget yet: pass num_training_steps, or use it with LRTunerCallback, "
+                "which sets it from Trainer's max_steps."
+            )
+        return self.tuner
+
+    def lr_factor(self, step: Optional[int] = None) -> float:
+        """Multiplier of the initial LRs for the update after `step` (default: the current step)."""
+        step = self.last_epoch if step is None else step
+        if self.tuner is None:  # budget not known yet: hold the initial LR (after warmup, if any)
+            return 0.0 if self.config.warmup_steps and step < self.config.warmup_steps else 1.0
+        return self.tuner.multiplier_at(step)
+
+    def get_lr(self) -> list[float]:
+        factor = self.lr_factor()
+        return [base_lr * factor for base_lr in self.base_lrs]
+
+    def _write_lrs(self, lrs: Sequence[float]):
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+
+    def apply_lr(self):
+        """Write the LRs of the current step to the optimizer (after a tuning point changed them)."""
+        self._last_lr = self.get_lr()
+        self._write_lrs(self._last_lr)
+
+    def set_trial_lr(self, lr_factor: float):
+        """Write `lr_factor` times the initial LRs, for a trial; `apply_lr()` undoes it."""
+        self._write_lrs([base_lr * lr_factor for base_lr in self.base_lrs])
+
+    # -- tuning, delegated to the tuner at the scheduler's own step count (it skips fp16-overflow steps)
+    def is_tuning_point(self) -> bool:
+        return self._require_tuner().is_tuning_point(self.last_epoch)
+
+    def tune(self, run_trial: RunTrial, reference: Sequence[float]) -> dict:
+        """Run the tuning point at the current step (see `LRTuner.tune`) and apply the chosen LR."""
+        record = self._require_tuner().tune(self.last_epoch, run_trial, reference)
+        self.apply_lr()
+        return record
+
+    def diverged_since_last_tuning(self, reference: Sequence[float]) -> bool:
+        return self._require_tuner().diverged_since_last_tuning(reference)
+
+    def back_off(self):
+        """Lower the LR after a divergence (see `LRTuner.back_off`) and apply it."""
+        self._require_tuner().back_off(self.last_epoch)
+        self.apply_lr()
+
+    # -- checkpointing: plain Python types only, so Trainer's torch.load(weights_only=True) restores it
+    def state_dict(self) -> dict:
+        return {
+            "last_epoch": self.last_epoch,
+            "_step_count": self._step_count,
+            "base_lrs": list(self.base_lrs),
+            "_last_lr": list(self._last_lr),
+            "config": self.config.to_dict(),
+            "tuner": None if self.tuner is None else self.tuner.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict: dict):
+        self.last_epoch = state_dict["last_epoch"]
+        self._step_count = state_dict["_step_count"]
+        self.base_lrs = list(state_dict["base_lrs"])
+        self._last_lr = list(state_dict["_last_lr"])
+        self.config = LRTunerConfig(**state_dict["config"])
+        self.tuner = None
+        if state_dict["tuner"] is not None:
+            self.tuner = LRTuner(self.config, state_dict["tuner"]["total_steps"])
+            self.tuner.load_state_dict(state_dict["tuner"])
