@@ -117,11 +117,12 @@ class TrialRunner:
 
         return self.scheduler.tune(run_trial, reference)
 
-    def check_loss(self, loss: Any) -> bool:
+    def check_loss(self, loss: Any, reduced: bool = False) -> bool:
         """Check an ordinary update's loss; a non-finite one rolls the state back to the last tuning point and backs
-        off the LR. Returns whether it did."""
+        off the LR. Pass `reduced=True` for a loss that is already the same on every process. Returns whether it
+        rolled back."""
         value = _as_float(loss)
-        if self.reduce_scores is not None:
+        if self.reduce_scores is not None and not reduced:
             value = self.reduce_scores([value])[0]
         if math.isfinite(value):
             return False
