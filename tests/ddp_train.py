@@ -1,0 +1,46 @@
+"""Run by test_distributed.py under `torchrun --nproc_per_node 2`: a Trainer run with LRTuner on CPU (gloo).
+
+Each rank writes the LR it applied at every update, and its tuning records, to `<output_dir>/rank<k>.json`.
+"""
+
+import json
+import os
+import sys
+
+import torch
+from transformers import TrainerCallback
+
+sys.path.insert(0, os.path.dirname(__file__))
+from hf_lrtuner import LRTunerConfig, LRTunerTrainer  # noqa: E402
+from trainer_task import CountTask, tiny_args, tiny_bert  # noqa: E402
+
+
+class RecordAppliedLR(TrainerCallback):
+    def __init__(self):
+        self.lrs = []
+
+    def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        self.lrs.append(float(optimizer.param_groups[0]["lr"]))
+
+
+def main(output_dir):
+    torch.set_num_threads(1)
+    recorder = RecordAppliedLR()
+    args = tiny_args(output_dir, max_steps=30, per_device_train_batch_size=8, ddp_backend="gloo", seed=3)
+    # Different data on each rank, so that only reduced values can make the decisions agree.
+    trainer = LRTunerTrainer(
+        model=tiny_bert(), args=args, train_dataset=CountTask(n=512, seed=0), callbacks=[recorder],
+        lrtuner_config=LRTunerConfig(tune_every=10, trial_steps=3, probe_batches=2, max_trial_fraction=1.0),
+    )
+    trainer.train()
+    result = {
+        "world_size": args.world_size,
+        "lrs": recorder.lrs,
+        "records": trainer.lr_scheduler.tuner.records,
+    }
+    with open(os.path.join(output_dir, f"rank{args.process_index}.json"), "w") as f:
+        json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
