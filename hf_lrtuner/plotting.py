@@ -69,22 +69,23 @@ def plot_lr_trajectory(
             ax.axvspan(start, stop, color=PHASE_COLORS[phase], alpha=0.15, linewidth=0, label=phase)
     ax.plot(range(end), lrs, color="black", drawstyle="steps-post", label="learning rate")
     if records:
-        # Ticks at the bottom of the axes (x in updates, y in axes coordinates), so they show on any LR scale.
+        from matplotlib.markers import TICKUP
+
+        # Ticks rising from the bottom of the axes (x in updates, y in axes coordinates): visible on any LR scale.
         ax.plot(
             [record["step"] for record in records],
             [0.0] * len(records),
             linestyle="none",
-            marker="|",
-            markersize=14,
+            marker=TICKUP,
+            markersize=10,
             markeredgewidth=1.5,
             color="tab:red",
             transform=ax.get_xaxis_transform(),
-            clip_on=False,
             label="tuning point",
         )
     if log_scale:
         ax.set_yscale("log")
-    ax.set_xlim(0, end)
+    ax.set_xlim(-0.01 * end, end)  # keeps a tick at update 0 clear of the spine
     ax.set_xlabel("update")
     ax.set_ylabel("learning rate")
     ax.set_title(title if title is not None else "LRTuner: learning rate per update")
