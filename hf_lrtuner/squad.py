@@ -258,7 +258,7 @@ def _tokenize_questions_and_contexts(
             f"Question {examples['id'][longest]!r} has {question_lengths[longest]} tokens, so with "
             f"max_seq_length={max_seq_length} and {num_special_tokens} special tokens only {max(context_room, 0)} "
             f"context tokens fit in a feature, but more than doc_stride={doc_stride} are needed. Increase "
-            "--max_seq_length or lower --doc_stride."
+            "max_seq_length (--max_seq_length) or lower doc_stride (--doc_stride)."
         )
     pad_on_right = tokenizer.padding_side == "right"
     tokenized = tokenizer(
@@ -559,6 +559,8 @@ class QuestionAnsweringTrainer(Trainer):
         """
         features = eval_dataset if eval_dataset is not None else self.eval_dataset
         examples = eval_examples if eval_examples is not None else self.eval_examples
+        if isinstance(features, dict):
+            raise ValueError("QuestionAnsweringTrainer evaluates one set of features at a time, not a dict of them.")
         if features is None or examples is None:
             raise ValueError(
                 "QuestionAnsweringTrainer.evaluate needs evaluation features and their examples: pass eval_dataset "

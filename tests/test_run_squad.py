@@ -142,7 +142,7 @@ def test_recipe_defaults_and_preset_precedence(run_squad):
         (["--max_train_examples", "0"], ValueError, "--max_train_examples must be at least 1"),
         (["--lr_scheduler_type", "cosine"], ValueError, "choose the schedule with --lr_schedule"),
         (["--num_hidden_layers", "3"], ValueError, "between 1 and the model's 2 layers"),
-        (["--max_seq_length", "16", "--doc_stride", "8"], ValueError, "Increase --max_seq_length"),
+        (["--max_seq_length", "16", "--doc_stride", "8"], ValueError, r"Increase max_seq_length \(--max_seq_length\)"),
         (["--train_file", "missing.json"], FileNotFoundError, "missing.json does not exist"),
     ],
 )

@@ -143,7 +143,9 @@ def test_missing_key(tmp_path, records):
 
 def test_max_seq_length_too_small_for_question(tokenizer):
     examples = offline_squad_examples("train", 5)
-    with pytest.raises(ValueError, match=r"Question '[0-9a-f]+' has \d+ tokens.*Increase --max_seq_length"):
+    with pytest.raises(
+        ValueError, match=r"Question .[0-9a-f]+. has \d+ tokens.*Increase max_seq_length \(--max_seq_length\)"
+    ):
         build_train_features(examples, tokenizer, max_seq_length=16, doc_stride=8)
     with pytest.raises(ValueError, match="doc_stride"):
         build_validation_features(examples, tokenizer, max_seq_length=64, doc_stride=64)
