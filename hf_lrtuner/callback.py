@@ -241,8 +241,8 @@ class LRTunerCallback(TrainerCallback):
                 f"{type(lr_scheduler).__name__}. Pass optimizers=(optimizer, LRTunerScheduler(optimizer)) to Trainer, "
                 "or use LRTunerTrainer, which builds it."
             )
-        stepped = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps the optimizer
-        if lr_scheduler.optimizer is not stepped:
+        stepped = trainer.optimizer  # accelerate's wrapper; a scheduler may hold it or the optimizer it wraps
+        if lr_scheduler.optimizer is not stepped and lr_scheduler.optimizer is not getattr(stepped, "optimizer", None):
             raise ValueError(
                 "The LRTunerScheduler drives a different optimizer than the one Trainer steps. Build it on the "
                 "optimizer passed in Trainer(optimizers=(optimizer, scheduler)), or use LRTunerTrainer."
