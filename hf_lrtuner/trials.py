@@ -96,20 +96,24 @@ class TrialRunner:
     def tune(self) -> dict:
         """Run the tuning point at the scheduler's current step and apply the chosen LR."""
         step = self.scheduler.last_epoch
-        seed = self.config.seed + _SEED_STRIDE * (step + 1)
-        with self._seeded(seed):
+        with self._seeded(self._seed(step)):
             trial_batches, probe_batches = self.draw_batches()
-        reference = self.score(probe_batches)
-        if self.scheduler.diverged_since_last_tuning(reference):
-            reference = self._roll_back(probe_batches, step)
+        if self._diverged_since_last_tuning():
+            self._roll_back()
+        reference = self._count_probes(self.score(probe_batches))
+        if not all(math.isfinite(s) for s in reference):
+            raise FloatingPointError(
+                f"The training state at step {step} gives non-finite losses and there is no earlier finite state to "
+                "return to. Lower the initial learning rate or check the data and the loss."
+            )
         self.snapshot.capture()
 
         def run_trial(lr_factor: float) -> List[float]:
             self.scheduler.set_trial_lr(lr_factor)
             try:
-                with self._seeded(seed + 1):
+                with self._seeded(self._seed(step) + 1):
                     for batch in trial_batches:
-                        if not math.isfinite(_as_float(self.train_step(batch))):
+                        if not self._finite_on_every_process(self.train_step(batch)):
                             return [math.inf] * len(probe_batches)
                 return self.score(probe_batches)
             finally:
@@ -126,25 +130,39 @@ class TrialRunner:
             value = self.reduce_scores([value])[0]
         if math.isfinite(value):
             return False
-        if self.snapshot.captured:
-            self.snapshot.restore()
-            self.rollbacks += 1
-        self.scheduler.back_off()
+        self._roll_back()
         return True
 
-    def _roll_back(self, probe_batches: Sequence[Any], step: int) -> List[float]:
-        """Return to the last tuning point's state (training diverged since) at a lower LR; its new probe losses."""
+    def _diverged_since_last_tuning(self) -> bool:
+        """Score the previous tuning point's probe batches again (redrawn from its seed), so that the comparison with
+        its reference is paired: different batches alone can differ by more than `divergence_ratio`."""
+        tuner = self.scheduler.tuner
+        if tuner.last_reference is None:
+            return False
+        with self._seeded(self._seed(tuner.last_tuned_step)):
+            _, previous_probes = self.draw_batches()
+        return self.scheduler.diverged_since_last_tuning(self._count_probes(self.score(previous_probes)))
+
+    def _roll_back(self):
+        """Return to the last tuning point's state (training diverged since) and lower the LR."""
         if self.snapshot.captured:
             self.snapshot.restore()
             self.rollbacks += 1
         self.scheduler.back_off()
-        reference = self.score(probe_batches)
-        if not all(math.isfinite(s) for s in reference):
-            raise FloatingPointError(
-                f"The training state at step {step} gives non-finite losses and there is no earlier finite state to "
-                "return to. Lower the initial learning rate or check the data and the loss."
-            )
-        return reference
+
+    def _count_probes(self, scores: List[float]) -> List[float]:
+        self.scheduler.tuner.probe_passes += len(scores)
+        return scores
+
+    def _finite_on_every_process(self, loss: Any) -> bool:
+        """Whether a trial update's loss is finite on every process (a rank must not leave a trial alone)."""
+        value = _as_float(loss)
+        if self.reduce_scores is not None:
+            value = self.reduce_scores([value])[0]
+        return math.isfinite(value)
+
+    def _seed(self, step: int) -> int:
+        return self.config.seed + _SEED_STRIDE * (step + 1)
 
     def draw_batches(self) -> tuple[list, list]:
         needed = self.config.trial_steps + self.config.probe_batches

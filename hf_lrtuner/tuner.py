@@ -92,7 +92,8 @@ class LRTuner:
             return False
         if not self.force_tuning and step % self.tune_every != 0:
             return False
-        return self._trial_budget_left() >= 2 * self.config.trial_steps
+        candidates = 2 if self.phase(step) == EXPLOIT else 3
+        return self._trial_budget_left() >= candidates * self.config.trial_steps
 
     def tune(self, step: int, run_trial: RunTrial, reference: Sequence[float]) -> dict:
         """Run the local search of the tuning point at `step` and update the multiplier.
@@ -135,7 +136,7 @@ class LRTuner:
         """Mark the current LR (and larger ones) unsafe, lower it by `search_factor` and tune at the next step."""
         if self.phase(step) == EXPLOIT:
             self._mark_unsafe(self.envelope(step) * self.exploit_scale, step)
-            self.exploit_scale /= self.config.search_factor
+            self.exploit_scale = max(self.config.min_multiplier, self.exploit_scale / self.config.search_factor)
         else:
             self._mark_unsafe(self.multiplier, step)
             self.multiplier = max(self.config.min_multiplier, self.multiplier / self.config.search_factor)
@@ -246,7 +247,8 @@ class _Search:
         safe = [c for c in candidates if self._safe(c)]
         if not safe:  # everything around the current level diverged recently: start below the unsafe mark
             safe = [clip(self.tuner.unsafe_from / factor)]
-        for candidate in safe:
+        # The current level first, then larger: if the trial budget runs short, the search can still raise the LR.
+        for candidate in sorted(safe, key=lambda c: (c != multiplier, -c)):
             self._try(candidate)
         for _ in range(self.config.max_search_extensions):
             choice = self._explore_choice()
@@ -269,23 +271,19 @@ class _Search:
 
     # -- exploit: decay faster than the envelope only where a lower LR is measurably better
     def exploit(self, scale: float, envelope: float) -> float:
+        """One factor lower at most per tuning point: a lower LR that looks better over a few updates is the same
+        short-horizon comparison that the explore rule distrusts, so the decay only speeds up step by step."""
         self.lr_scale = envelope
-        factor = self.config.search_factor
+        lower = max(self.config.min_multiplier, scale / self.config.search_factor)
         self._try(scale)
-        choice = scale
-        for _ in range(1 + self.config.max_search_extensions):
-            lower = choice / factor
-            if lower < self.config.min_multiplier or not self._can_afford_trial():
-                break
-            self._try(lower)
-            if lower not in self.scores:
-                break
-            if self.diverged[lower] or not (self.diverged[choice] or self._better(lower, choice)):
-                break
-            choice = lower
-        if self.diverged.get(choice, False):
-            choice = choice / factor
-        return choice
+        if lower == scale:
+            return scale
+        self._try(lower)
+        if lower not in self.scores:  # the trial budget ran out
+            return scale
+        if self.diverged[lower]:
+            return max(self.config.min_multiplier, lower / self.config.search_factor)
+        return lower if self.diverged[scale] or self._better(lower, scale) else scale
 
     # -- record
     def record(self, phase: str, previous: float, choice: float) -> dict:

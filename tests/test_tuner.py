@@ -54,7 +54,7 @@ def test_explore_extends_the_search_beyond_the_edge():
     tuner = make_tuner(max_search_extensions=3)
     run_trial = scores_from(lambda lr: 1.0 / (1.0 + lr))  # larger is always better: keep climbing
     tuner.tune(0, run_trial, REFERENCE)
-    assert run_trial.asked == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    assert run_trial.asked == [1.0, 2.0, 0.5, 4.0, 8.0, 16.0]  # current level first, then larger
     assert tuner.multiplier == 16.0
 
 
@@ -99,7 +99,7 @@ def test_when_every_candidate_diverges_the_lr_backs_off_below_them():
     tuner = make_tuner(max_search_extensions=2)
     run_trial = scores_from(lambda lr: math.inf if lr > 0.1 else 1.0)
     tuner.tune(0, run_trial, REFERENCE)
-    assert run_trial.asked == [0.5, 1.0, 2.0, 0.25, 0.125]
+    assert run_trial.asked == [1.0, 2.0, 0.5, 0.25, 0.125]
     assert tuner.multiplier == 0.0625
 
 
@@ -116,23 +116,31 @@ def test_exploit_never_goes_above_the_envelope_and_decays_faster_only_when_measu
     # equal scores: keep the envelope
     record = tuner.tune(500, scores_from(lambda lr: 1.0), REFERENCE)
     assert record["choice"] == 1.0 and tuner.multiplier_at(600) == tuner.envelope(600)
-    # the lower LR is clearly better, and lower still is better again: decay faster, by two factors
-    run_trial = scores_from(lambda lr: 1.0 + lr)
-    tuner.tune(600, run_trial, REFERENCE)
-    assert all(lr <= tuner.envelope(600) for lr in run_trial.asked)
-    assert tuner.exploit_scale == 0.125
+    # a lower LR is clearly better: decay faster, by one factor per tuning point
+    for step, expected_scale in ((600, 0.5), (700, 0.25)):
+        run_trial = scores_from(lambda lr: 1.0 + lr)
+        tuner.tune(step, run_trial, REFERENCE)
+        assert all(lr <= tuner.envelope(step) for lr in run_trial.asked)
+        assert tuner.exploit_scale == expected_scale
     assert all(tuner.multiplier_at(s) <= tuner.envelope(s) for s in range(500, 1001))
 
 
+def test_exploit_backs_off_when_the_envelope_lr_diverges():
+    tuner = make_tuner(total_steps=1000, explore_fraction=0.5)
+    envelope = tuner.envelope(500)
+    record = tuner.tune(500, scores_from(lambda lr: math.inf if lr > 0.6 * envelope else 1.0), REFERENCE)
+    assert record["diverged"] == [False, True] and tuner.exploit_scale == 0.5
+
+
 def test_tuning_points_respect_interval_trial_budget_and_end_of_run():
-    tuner = make_tuner(total_steps=1000, tune_every=100, max_trial_fraction=0.05)  # 50 trial updates in all
+    tuner = make_tuner(total_steps=1000, tune_every=100, max_trial_fraction=0.055)  # 55 trial updates in all
     assert tuner.is_tuning_point(0) and not tuner.is_tuning_point(50)
     tuner.tune(0, scores_from(lambda lr: 1.0), REFERENCE)
     assert not tuner.is_tuning_point(0)  # already done at this step
     assert tuner.trial_updates == 15
     tuner.tune(100, scores_from(lambda lr: 1.0), REFERENCE)
     tuner.tune(200, scores_from(lambda lr: 1.0), REFERENCE)
-    assert tuner.trial_updates == 45 and not tuner.is_tuning_point(300)  # the trial budget is spent
+    assert tuner.trial_updates == 45 and not tuner.is_tuning_point(300)  # 10 left: not enough for 3 candidates
     assert not make_tuner(total_steps=1000).is_tuning_point(998)  # a trial would run past the budget
 
 
