@@ -224,7 +224,7 @@ def test_iterable_dataset_needs_a_budget_and_a_trial_dataset(tmp_path):
     trainer = LRTunerTrainer(model=tiny_bert(), args=tiny_args(tmp_path, max_steps=12), train_dataset=CountStream(), lrtuner_config=CONFIG)
     with pytest.raises(ValueError, match=r"Pass LRTunerCallback\(trial_dataset=...\)"):
         trainer.train()
-    trainer = LRTunerTrainer(model=tiny_bert(), args=tiny_args(tmp_path, max_steps=12), train_dataset=CountStream(),
+    trainer = LRTunerTrainer(model=tiny_bert(), args=tiny_args(tmp_path, max_steps=20), train_dataset=CountStream(),
                              lrtuner_config=CONFIG, callbacks=[LRTunerCallback(trial_dataset=CountTask(n=64))])
     trainer.train()
     assert trainer.lr_scheduler.tuner.records
