@@ -34,7 +34,7 @@ class LRTunerConfig:
         search_factor (`float`, *optional*, defaults to 2.0):
             Ratio between neighbouring candidates (`m / a, m, m * a`). Must be > 1.
         max_search_extensions (`int`, *optional*, defaults to 2):
-            How many extra candidates the local search may try beyond its neighbours when the choice lies on the
+            How many extra candidates an explore search may try beyond its neighbours when the choice lies on the
             edge of the tried range (this is what lets it fix an initial LR that is 10x off in one tuning point).
         noise_tolerance (`float`, *optional*, defaults to 1.0):
             A candidate is "measurably" worse (or better) than another only when the mean paired score difference
