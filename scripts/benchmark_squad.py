@@ -9,7 +9,8 @@ Stages, each resumable (a run whose `metrics.json` exists is skipped):
 3. **budgets**: `lrtuner` at the best LR with `--budgets` (fractions of the full budget, trial updates excluded from
    the budget but counted in the compute), to find the compute at which it reaches the baseline's F1.
 
-Then it writes `runs.csv`, `sweep.csv`, `trajectories.csv`, `tables.md` and plots to `--results_dir`.
+Then it writes `runs.csv`, `sweep.csv`, `trajectories.csv`, `lrtuner_records.json` (the tuning points of the first
+seed's lrtuner runs), `tables.md` and plots to `--results_dir`.
 
     python scripts/benchmark_squad.py --output_dir benchmarks/squad_offline --results_dir docs/results
 
@@ -211,6 +212,9 @@ def report(args, best_lr):
                 for record in csv.DictReader(trajectory):
                     writer.writerow([run.schedule, f"{run.lr:g}", run.seed, run.budget, record["step"],
                                      record["learning_rate"], record["loss"]])
+    records = {row["run"].name: load_metrics(args, row["run"])["schedule"]["records"]
+               for row in rows if row["schedule"] == "lrtuner" and row["seed"] == args.seeds[0]}
+    (results / "lrtuner_records.json").write_text(json.dumps(records, indent=1) + "\n")
     write_tables(results, args, best_lr, sweep, rows)
     write_plots(results, args, best_lr, rows)
     print(f"Wrote sweep.csv, runs.csv, trajectories.csv, tables.md and plots to {results}")
