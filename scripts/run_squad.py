@@ -76,6 +76,8 @@ RECIPE_DEFAULTS = {
 
 @dataclass
 class ModelArguments:
+    """Which pretrained model and tokenizer to fine-tune."""
+
     model_name_or_path: str = field(
         default="bert-base-uncased", metadata={"help": "Model id on the Hub or local directory of a pretrained model."}
     )
@@ -91,6 +93,8 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
+    """Which SQuAD v1.1 data to train and evaluate on, and how to turn it into features and answers."""
+
     dataset_name: str = field(
         default="squad",
         metadata={"help": "Hub dataset used for a split whose --train_file/--validation_file is unset."},
@@ -117,6 +121,8 @@ class DataArguments:
 
 @dataclass
 class ScheduleArguments:
+    """Which learning-rate schedule to run; the peak (or, for lrtuner, initial) LR is --learning_rate."""
+
     lr_schedule: Literal["linear", "knee", "lrtuner"] = field(
         default="linear",
         metadata={"help": "linear: warmup + linear decay; knee: warmup, constant, linear decay; lrtuner: the tuner."},
@@ -202,8 +208,8 @@ def parse_args(args: list[str] | None = None):
 
 
 class LearningRateLossRecorder(TrainerCallback):
-    """Records the learning rate applied and the training loss of each logged update (every update with
-    `logging_steps=1`)."""
+    """Records the learning rate applied and the training loss of each logged update: every update with
+    `logging_steps=1`, otherwise the loss averaged since the previous log."""
 
     def __init__(self):
         self.rows: list[tuple[int, float, float]] = []
@@ -276,7 +282,8 @@ def trainer_class_and_kwargs(schedule_args: ScheduleArguments, training_args: Tr
 
 def schedule_settings(schedule_args: ScheduleArguments, training_args: TrainingArguments, scheduler, num_updates: int):
     """Describe the schedule that ran, for metrics.json."""
-    settings = {"name": schedule_args.lr_schedule, "peak_learning_rate": training_args.learning_rate}
+    # The schedules' peak learning rate; LRTuner's initial guess, which it tunes.
+    settings = {"name": schedule_args.lr_schedule, "learning_rate": training_args.learning_rate}
     settings["warmup_steps"] = training_args.get_warmup_steps(num_updates)
     if schedule_args.lr_schedule == "linear":
         settings["decay"] = "linear to 0 at the last update"
@@ -455,7 +462,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
 
     num_updates = trainer.state.global_step
     trial_updates = trainer.lr_scheduler.tuner.trial_updates if schedule_args.lr_schedule == "lrtuner" else 0
-    metrics = {
+    metrics = {  # made JSON-safe below, so that it equals what metrics.json holds
         "exact_match": eval_metrics["eval_exact_match"],
         "f1": eval_metrics["eval_f1"],
         "updates": num_updates,
@@ -491,18 +498,21 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         },
         "metric_implementation": "evaluate" if load_evaluate_squad_metric() is not None else "hf_lrtuner",
     }
+    metrics = json_safe(metrics)
     if training_args.should_save:
         output_dir = training_args.output_dir
         write_text_atomically(
-            os.path.join(output_dir, "metrics.json"), json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n"
+            os.path.join(output_dir, "metrics.json"), json.dumps(metrics, indent=2, allow_nan=False) + "\n"
         )
         write_text_atomically(
             os.path.join(output_dir, "predictions.json"),
             json.dumps(trainer.last_predictions, indent=2, ensure_ascii=False) + "\n",
         )
         write_lr_loss_csv(os.path.join(output_dir, "lr_loss.csv"), recorder.rows)
-        plot_lr_loss(os.path.join(output_dir, "lr_loss.png"), recorder.rows, f"SQuAD, {schedule_args.lr_schedule}")
-        logger.info(f"Wrote metrics.json, predictions.json, lr_loss.csv and lr_loss.png to {output_dir}")
+        title = f"SQuAD, {schedule_args.lr_schedule}"
+        plotted = plot_lr_loss(os.path.join(output_dir, "lr_loss.png"), recorder.rows, title)
+        written = "metrics.json, predictions.json, lr_loss.csv" + (" and lr_loss.png" if plotted else "")
+        logger.info(f"Wrote {written} to {output_dir}")
     print(
         f"{schedule_args.lr_schedule}: exact_match = {metrics['exact_match']:.2f}, f1 = {metrics['f1']:.2f} "
         f"({num_updates} updates + {trial_updates} trial updates, train {train_seconds:.0f} s, "

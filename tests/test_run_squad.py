@@ -4,6 +4,7 @@ import csv
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,9 @@ def test_bad_arguments_fail_before_training(run_squad, tiny_squad, tmp_path, ext
     with pytest.raises(error, match=message):
         run_squad.main(tiny_run_args(tiny_squad, tmp_path / "out", *extra))
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_plot_is_skipped_with_a_warning_without_matplotlib(run_squad, tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    assert not run_squad.plot_lr_loss(str(tmp_path / "lr_loss.png"), [(1, 0.1, 2.0)], "title")
+    assert "matplotlib is not installed" in caplog.text and not (tmp_path / "lr_loss.png").exists()
