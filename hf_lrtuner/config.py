@@ -26,8 +26,9 @@ class LRTunerConfig:
             explore-exploit "Knee" finding). In [0, 1].
         tune_every (`int`, *optional*):
             Updates between two tuning points. Defaults to the budget divided by 20 (at least `trial_steps + 1`).
-        trial_steps (`int`, *optional*, defaults to 10):
-            Updates each candidate LR runs for during a trial.
+        trial_steps (`int`, *optional*):
+            Updates each candidate LR runs for during a trial. Defaults to 1% of the budget, between 2 and 10, so that
+            short runs can afford their searches.
         probe_batches (`int`, *optional*, defaults to 4):
             Batches every candidate is scored on after its trial; at least 2, because the noise of a comparison
             is estimated from the per-batch differences between candidates.
@@ -60,7 +61,7 @@ class LRTunerConfig:
     warmup_steps: int = 0
     explore_fraction: float = 0.5
     tune_every: Optional[int] = None
-    trial_steps: int = 10
+    trial_steps: Optional[int] = None
     probe_batches: int = 4
     search_factor: float = 2.0
     max_search_extensions: int = 2
@@ -76,10 +77,11 @@ class LRTunerConfig:
     def __post_init__(self):
         _check_int(self, "warmup_steps", minimum=0)
         _check_float(self, "explore_fraction", low=0.0, high=1.0, closed="[0, 1]")
-        _check_int(self, "trial_steps", minimum=1)
+        if self.trial_steps is not None:
+            _check_int(self, "trial_steps", minimum=1)
         if self.tune_every is not None:
             _check_int(self, "tune_every", minimum=1)
-            if self.tune_every <= self.trial_steps:
+            if self.trial_steps is not None and self.tune_every <= self.trial_steps:
                 raise ValueError(
                     f"LRTunerConfig.tune_every={self.tune_every} is not longer than a trial "
                     f"(trial_steps={self.trial_steps}); it must be > trial_steps. Raise tune_every or lower trial_steps."
@@ -97,11 +99,17 @@ class LRTunerConfig:
             raise ValueError(f"LRTunerConfig.tune_in_exploit={self.tune_in_exploit!r} must be True or False.")
         _check_int(self, "seed", minimum=0)
 
+    def resolve_trial_steps(self, total_steps: int) -> int:
+        """Updates per trial for a budget of `total_steps` updates."""
+        if self.trial_steps is not None:
+            return self.trial_steps
+        return max(2, min(10, total_steps // 100))
+
     def resolve_tune_every(self, total_steps: int) -> int:
         """Updates between tuning points for a budget of `total_steps` updates."""
         if self.tune_every is not None:
             return self.tune_every
-        return max(self.trial_steps + 1, total_steps // DEFAULT_TUNING_POINTS)
+        return max(self.resolve_trial_steps(total_steps) + 1, total_steps // DEFAULT_TUNING_POINTS)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

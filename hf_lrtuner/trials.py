@@ -165,14 +165,15 @@ class TrialRunner:
         return self.config.seed + _SEED_STRIDE * (step + 1)
 
     def draw_batches(self) -> tuple[list, list]:
-        needed = self.config.trial_steps + self.config.probe_batches
+        trial_steps = self.scheduler.tuner.trial_steps
+        needed = trial_steps + self.config.probe_batches
         drawn: list = []
         while len(drawn) < needed:
             before = len(drawn)
             drawn.extend(itertools.islice(iter(self.batches), needed - len(drawn)))
             if len(drawn) == before:
                 raise ValueError("The batch source of TrialRunner is empty.")
-        return drawn[: self.config.trial_steps], drawn[self.config.trial_steps :]
+        return drawn[:trial_steps], drawn[trial_steps:]
 
     @torch.no_grad()
     def score(self, probe_batches: Sequence[Any]) -> List[float]:

@@ -49,7 +49,13 @@ class LRTuner:
             )
         self.config = config
         self.total_steps = total_steps
+        self.trial_steps = config.resolve_trial_steps(total_steps)
         self.tune_every = config.resolve_tune_every(total_steps)
+        if self.tune_every <= self.trial_steps:
+            raise ValueError(
+                f"LRTunerConfig.tune_every={self.tune_every} is not longer than a trial of {self.trial_steps} updates "
+                f"(the default trial_steps for a budget of {total_steps}). Raise tune_every or set trial_steps."
+            )
         self.switch_step = min(total_steps, max(config.warmup_steps, round(config.explore_fraction * total_steps)))
         self.multiplier = 1.0
         self.exploit_scale = 1.0
@@ -86,14 +92,14 @@ class LRTuner:
     # ----------------------------------------------------------------------------------------- tuning points
     def is_tuning_point(self, step: int) -> bool:
         """Whether a search should run before the update that follows `step` completed updates."""
-        if step == self.last_tuned_step or step + self.config.trial_steps >= self.total_steps:
+        if step == self.last_tuned_step or step + self.trial_steps >= self.total_steps:
             return False
         if self.phase(step) == EXPLOIT and not self.config.tune_in_exploit:
             return False
         if not self.force_tuning and step % self.tune_every != 0:
             return False
         candidates = 2 if self.phase(step) == EXPLOIT else 3
-        return self._trial_budget_left() >= candidates * self.config.trial_steps
+        return self._trial_budget_left() >= candidates * self.trial_steps
 
     def tune(self, step: int, run_trial: RunTrial, reference: Sequence[float]) -> dict:
         """Run the local search of the tuning point at `step` and update the multiplier.
@@ -196,7 +202,7 @@ class _Search:
 
     # -- trials
     def _can_afford_trial(self) -> bool:
-        return self.tuner._trial_budget_left() >= self.config.trial_steps
+        return self.tuner._trial_budget_left() >= self.tuner.trial_steps
 
     def _try(self, candidate: float):
         if candidate in self.scores or not self._can_afford_trial():
@@ -204,7 +210,7 @@ class _Search:
         scores = [float(s) for s in self.run_trial(candidate * self.lr_scale)]
         if len(scores) != len(self.reference):
             raise ValueError(f"run_trial returned {len(scores)} probe losses; expected {len(self.reference)}.")
-        self.tuner.trial_updates += self.config.trial_steps
+        self.tuner.trial_updates += self.tuner.trial_steps
         self.tuner.probe_passes += len(scores)
         mean = sum(scores) / len(scores)
         exploded = not math.isfinite(mean) or mean > self.config.divergence_ratio * self.reference_mean

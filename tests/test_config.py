@@ -43,8 +43,16 @@ def test_tuning_interval_shorter_than_a_trial_is_refused():
         LRTunerConfig(tune_every=5, trial_steps=5)
 
 
-def test_defaults_are_valid_and_tune_every_follows_the_budget():
+def test_defaults_are_valid_and_follow_the_budget():
     config = LRTunerConfig()
-    assert config.resolve_tune_every(14_000) == 700
-    assert config.resolve_tune_every(50) == config.trial_steps + 1
-    assert LRTunerConfig(tune_every=40).resolve_tune_every(14_000) == 40
+    assert (config.resolve_trial_steps(14_000), config.resolve_tune_every(14_000)) == (10, 700)
+    assert (config.resolve_trial_steps(250), config.resolve_tune_every(250)) == (2, 12)
+    assert (config.resolve_trial_steps(50), config.resolve_tune_every(50)) == (2, 3)
+    assert LRTunerConfig(tune_every=40, trial_steps=5).resolve_tune_every(14_000) == 40
+
+
+def test_an_explicit_tune_every_must_exceed_the_default_trial_length():
+    from hf_lrtuner import LRTuner
+
+    with pytest.raises(ValueError, match=r"tune_every=8 is not longer than a trial of 10 updates"):
+        LRTuner(LRTunerConfig(tune_every=8), 14_000)
