@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The offline_cpu preset (pretrained MiniLM, 6 layers, 4,000 training questions, 1,000 held-out questions),
+# linear-warmup-decay against LRTuner at the preset's LR, seeds 0-2: two runs at a time, one CPU thread each.
+# Usage: bash scripts/compare_preset.sh [OUTPUT_DIR]   (default benchmarks/preset; finished runs are skipped)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-benchmarks/preset}"
+mkdir -p "$out"
+export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
+for seed in 0 1 2; do
+  for schedule in linear lrtuner; do
+    run="$out/${schedule}_s${seed}"
+    [ -f "$run/metrics.json" ] || python scripts/run_squad.py --preset offline_cpu --lr_schedule "$schedule" \
+        --seed "$seed" --output_dir "$run" --disable_tqdm true > "$run.log" 2>&1 &
+  done
+  wait
+done
+python - "$out" <<'PY'
+import json, pathlib, statistics, sys
+out = pathlib.Path(sys.argv[1])
+for schedule in ("linear", "lrtuner"):
+    runs = [json.loads(p.read_text()) for p in sorted(out.glob(f"{schedule}_s*/metrics.json"))]
+    f1 = [r["f1"] for r in runs]
+    em = [r["exact_match"] for r in runs]
+    total = statistics.mean(r["total_updates"] for r in runs)
+    print(f"{schedule}: F1 {statistics.mean(f1):.2f} ± {statistics.stdev(f1):.2f}, EM {statistics.mean(em):.2f} ± "
+          f"{statistics.stdev(em):.2f}, total updates {total:.0f}, per seed F1 {[round(v, 2) for v in f1]}")
+PY
