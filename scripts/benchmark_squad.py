@@ -323,6 +323,23 @@ def write_plots(results, args, best_lr, rows):
         figure.savefig(results / filename, dpi=110)
         plt.close(figure)
 
+    from hf_lrtuner.plotting import plot_lr_trajectory
+
+    run = Run("matrix", "lrtuner", best_lr * 10, args.seeds[0])
+    metrics = load_metrics(args, run)
+    if metrics is not None:
+        with open(Path(args.output_dir) / run.name / "lr_loss.csv") as f:
+            trajectory = list(csv.DictReader(f))
+        config = metrics["schedule"]["config"]
+        figure = plot_lr_trajectory(
+            [float(r["learning_rate"]) for r in trajectory], records=metrics["schedule"]["records"],
+            switch_step=max(config["warmup_steps"], round(config["explore_fraction"] * metrics["updates"])),
+            warmup_steps=config["warmup_steps"], losses=[float(r["loss"]) for r in trajectory],
+            title=f"LRTuner on SQuAD (MiniLM), initial LR {run.lr:g} = 10x the baseline's", log_scale=True,
+        )
+        figure.savefig(results / "lrtuner_trajectory.png", dpi=110)
+        plt.close(figure)
+
     figure, axis = plt.subplots(figsize=(6, 4))
     tuner = [r for r in rows if r["schedule"] == "lrtuner" and math.isclose(r["lr"], best_lr)]
     budgets = sorted({r["budget"] for r in tuner})
