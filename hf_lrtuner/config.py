@@ -51,6 +51,9 @@ class LRTunerConfig:
             For how many tuning points a diverged LR (and every larger one) stays excluded from the search.
         max_trial_fraction (`float`, *optional*, defaults to 0.1):
             Cap on trial updates as a share of the budget; tuning points that would exceed it are skipped. In [0, 1].
+        tune_during_warmup (`bool`, *optional*, defaults to `False`):
+            Whether tuning points also run during warmup (from step 0). By default the first one runs when warmup ends:
+            trials at the full candidate LR from a state that has not warmed up favour too-large LRs.
         tune_in_exploit (`bool`, *optional*, defaults to `True`):
             Whether the exploit phase searches for a faster decay than the linear envelope.
         seed (`int`, *optional*, defaults to 0):
@@ -71,6 +74,7 @@ class LRTunerConfig:
     divergence_ratio: float = 1.5
     unsafe_tuning_points: int = 3
     max_trial_fraction: float = 0.1
+    tune_during_warmup: bool = False
     tune_in_exploit: bool = True
     seed: int = 0
 
@@ -95,8 +99,9 @@ class LRTunerConfig:
         _check_float(self, "divergence_ratio", low=1.0, high=math.inf, closed="(1, inf)", include_low=False)
         _check_int(self, "unsafe_tuning_points", minimum=1)
         _check_float(self, "max_trial_fraction", low=0.0, high=1.0, closed="[0, 1]")
-        if not isinstance(self.tune_in_exploit, bool):
-            raise ValueError(f"LRTunerConfig.tune_in_exploit={self.tune_in_exploit!r} must be True or False.")
+        for name in ("tune_during_warmup", "tune_in_exploit"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"LRTunerConfig.{name}={getattr(self, name)!r} is invalid: it must be True or False.")
         _check_int(self, "seed", minimum=0)
 
     def resolve_trial_steps(self, total_steps: int) -> int:

@@ -81,7 +81,10 @@ class TrialRunner:
         self.batches = batches
         self.reduce_scores = reduce_scores
         self.snapshot = TrainingSnapshot(model, optimizer, scaler)
+        self.snapshot.capture()  # the state to return to if training diverges before the first tuning point
         self.rollbacks = 0
+        if scheduler.tuner is not None and scheduler.tuner.last_reference is None:
+            self._score_initial_state()
 
     @property
     def config(self):
@@ -101,10 +104,13 @@ class TrialRunner:
         if self._diverged_since_last_tuning():
             self._roll_back()
         reference = self._count_probes(self.score(probe_batches))
+        if not all(math.isfinite(s) for s in reference):  # diverged before the first tuning point
+            self._roll_back()
+            reference = self._count_probes(self.score(probe_batches))
         if not all(math.isfinite(s) for s in reference):
             raise FloatingPointError(
-                f"The training state at step {step} gives non-finite losses and there is no earlier finite state to "
-                "return to. Lower the initial learning rate or check the data and the loss."
+                f"The training state at step {step} gives non-finite losses, even after returning to the last finite "
+                "state. Lower the initial learning rate or check the data and the loss."
             )
         self.snapshot.capture()
 
@@ -143,11 +149,19 @@ class TrialRunner:
             _, previous_probes = self.draw_batches()
         return self.scheduler.diverged_since_last_tuning(self._count_probes(self.score(previous_probes)))
 
+    def _score_initial_state(self):
+        """Give the initial state a reference score, as if it were a tuning point before step 0, so that the first
+        tuning point can tell whether training diverged since (e.g. during warmup)."""
+        tuner = self.scheduler.tuner
+        with self._seeded(self._seed(tuner.last_tuned_step)):
+            _, probe_batches = self.draw_batches()
+        reference = self._count_probes(self.score(probe_batches))
+        tuner.last_reference = sum(reference) / len(reference)
+
     def _roll_back(self):
         """Return to the last tuning point's state (training diverged since) and lower the LR."""
-        if self.snapshot.captured:
-            self.snapshot.restore()
-            self.rollbacks += 1
+        self.snapshot.restore()
+        self.rollbacks += 1
         self.scheduler.back_off()
 
     def _count_probes(self, scores: List[float]) -> List[float]:

@@ -94,11 +94,16 @@ class LRTuner:
         """Whether a search should run before the update that follows `step` completed updates."""
         if step == self.last_tuned_step or step + self.trial_steps >= self.total_steps:
             return False
-        if self.phase(step) == EXPLOIT and not self.config.tune_in_exploit:
+        phase = self.phase(step)
+        if (phase == EXPLOIT and not self.config.tune_in_exploit) or (
+            phase == WARMUP and not self.config.tune_during_warmup
+        ):
             return False
-        if not self.force_tuning and step % self.tune_every != 0:
+        # Tuning points every tune_every updates from the end of warmup (from step 0 when tuning during warmup).
+        start = 0 if self.config.tune_during_warmup else self.config.warmup_steps
+        if not self.force_tuning and (step - start) % self.tune_every != 0:
             return False
-        candidates = 2 if self.phase(step) == EXPLOIT else 3
+        candidates = 2 if phase == EXPLOIT else 3
         return self._trial_budget_left() >= candidates * self.trial_steps
 
     def tune(self, step: int, run_trial: RunTrial, reference: Sequence[float]) -> dict:

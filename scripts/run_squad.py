@@ -144,6 +144,9 @@ class ScheduleArguments:
     lrtuner_max_trial_fraction: float | None = field(
         default=None, metadata={"help": "lrtuner: cap on trial updates as a share of the updates."}
     )
+    lrtuner_tune_during_warmup: bool | None = field(
+        default=None, metadata={"help": "lrtuner: also tune during warmup, from step 0 (default: from its end)."}
+    )
 
     def lrtuner_overrides(self) -> dict[str, Any]:
         """The `--lrtuner_*` options that were set, as `LRTunerConfig` keyword arguments."""

@@ -67,8 +67,8 @@ def test_trial_and_probe_compute_is_counted():
     tuner = scheduler.tuner
     tried = sum(len(r["candidates"]) for r in log.records)
     assert tuner.trial_updates == tried * 5 == log.records[-1]["trial_updates"]
-    # each candidate's probes, plus the reference of every tuning point and the divergence check of every one but the first
-    assert tuner.probe_passes == tried * 4 + len(log.records) * 4 + (len(log.records) - 1) * 4
+    # each candidate's probes; the initial state's score; each tuning point's reference and divergence check
+    assert tuner.probe_passes == tried * 4 + 4 + len(log.records) * 8
 
 
 def resume_from(step, kind="classification", lr=1e-2):
@@ -145,3 +145,14 @@ def test_explore_holds_the_lr_at_the_high_end_of_the_good_range():
         _, scheduler, log, _ = tuned_run("classification", 1e-2, steps=STEPS, optimizer="adam", seed=seed)
         late.extend(explore_lrs(scheduler, log)[scheduler.tuner.switch_step // 2 :])
     assert 0.025 <= geometric_mean(late) <= CLASSIFICATION_GOOD[1]
+
+
+def test_divergence_during_warmup_rolls_back_to_the_initial_state():
+    config = LRTunerConfig(warmup_steps=20, tune_every=30, trial_steps=5, probe_batches=4, max_trial_fraction=0.5)
+    model, scheduler, log, dataset = tuned_run("regression", 3.0, steps=STEPS, config=config)
+    assert log.losses[19] > 100 * log.losses[0]  # warmup towards 3.0 diverges...
+    first = log.records[0]
+    assert first["step"] == 20 and first["previous"] == 0.5  # ...the first tuning point rolled back and backed off
+    assert first["reference"] < 2 * log.losses[0]  # it searched from the initial state, not the diverged one
+    assert all(log.params_finite) and scheduler.tuner.multiplier < 0.1
+    assert eval_loss(model, dataset, "regression") < 0.05

@@ -173,3 +173,10 @@ def test_budget_must_be_positive():
         LRTuner(LRTunerConfig(), 0)
     with pytest.raises(ValueError, match="warmup_steps=20 exceeds the budget of 10"):
         LRTuner(LRTunerConfig(warmup_steps=20), 10)
+
+
+def test_first_tuning_point_is_at_the_end_of_warmup_unless_tuning_during_warmup():
+    tuner = make_tuner(total_steps=1000, warmup_steps=30)
+    assert [s for s in range(200) if tuner.is_tuning_point(s)] == [30, 130]
+    tuner = make_tuner(total_steps=1000, warmup_steps=30, tune_during_warmup=True)
+    assert [s for s in range(200) if tuner.is_tuning_point(s)] == [0, 100]
