@@ -145,7 +145,7 @@ class ScheduleArguments:
         default=None, metadata={"help": "lrtuner: cap on trial updates as a share of the updates."}
     )
     lrtuner_tune_during_warmup: bool | None = field(
-        default=None, metadata={"help": "lrtuner: also tune during warmup, from step 0 (default: from its end)."}
+        default=None, metadata={"help": "lrtuner: tune from step 0, during warmup (default), or only from its end."}
     )
 
     def lrtuner_overrides(self) -> dict[str, Any]:

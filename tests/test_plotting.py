@@ -25,8 +25,7 @@ def close_figures():
 @pytest.fixture(scope="module")
 def adam_run():
     """Adam on the teacher-MLP task with warmup: tuning points in warmup, explore and exploit."""
-    config = LRTunerConfig(warmup_steps=WARMUP, tune_every=30, trial_steps=5, probe_batches=4, max_trial_fraction=0.5,
-                           tune_during_warmup=True)
+    config = LRTunerConfig(warmup_steps=WARMUP, tune_every=30, trial_steps=5, probe_batches=4, max_trial_fraction=0.5)
     _, scheduler, log, _ = tuned_run("classification", BASE_LR, steps=300, config=config, optimizer="adam")
     return scheduler, log
 

@@ -175,8 +175,8 @@ def test_budget_must_be_positive():
         LRTuner(LRTunerConfig(warmup_steps=20), 10)
 
 
-def test_first_tuning_point_is_at_the_end_of_warmup_unless_tuning_during_warmup():
-    tuner = make_tuner(total_steps=1000, warmup_steps=30)
+def test_tuning_points_start_at_step_0_or_at_the_end_of_warmup():
+    tuner = make_tuner(total_steps=1000, warmup_steps=30, tune_during_warmup=False)
     assert [s for s in range(200) if tuner.is_tuning_point(s)] == [30, 130]
-    tuner = make_tuner(total_steps=1000, warmup_steps=30, tune_during_warmup=True)
+    tuner = make_tuner(total_steps=1000, warmup_steps=30)
     assert [s for s in range(200) if tuner.is_tuning_point(s)] == [0, 100]
