@@ -34,10 +34,6 @@ class TrainingSnapshot:
         self._group_settings: list = []
         self._scaler_state: Optional[dict] = None
 
-    @property
-    def captured(self) -> bool:
-        return self._tensor_copies is not None
-
     @torch.no_grad()
     def capture(self):
         if self._tensor_copies is None:
