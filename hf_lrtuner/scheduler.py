@@ -78,12 +78,11 @@ class LRTunerScheduler(LRScheduler):
             )
         return self.tuner
 
-    def lr_factor(self, step: Optional[int] = None) -> float:
-        """Multiplier of the initial LRs for the update after `step` (default: the current step)."""
-        step = self.last_epoch if step is None else step
+    def lr_factor(self) -> float:
+        """Multiplier of the initial LRs for the update after the current step."""
         if self.tuner is None:  # budget not known yet: hold the initial LR (after warmup, if any)
-            return 0.0 if self.config.warmup_steps and step < self.config.warmup_steps else 1.0
-        return self.tuner.multiplier_at(step)
+            return 0.0 if self.last_epoch < self.config.warmup_steps else 1.0
+        return self.tuner.multiplier_at(self.last_epoch)
 
     def get_lr(self) -> list[float]:
         factor = self.lr_factor()
