@@ -6,10 +6,9 @@ import dataclasses
 import inspect
 import logging
 import math
-from typing import Any, Iterator, List, Optional
+from typing import Any, List, Optional
 
 import torch
-from torch.utils.data import IterableDataset
 from transformers import Trainer, TrainerCallback
 
 from .config import LRTunerConfig
@@ -18,48 +17,16 @@ from .trials import TrialRunner
 
 logger = logging.getLogger(__name__)
 
-_PHASE_IDS = {"warmup": 0, "explore": 1, "exploit": 2}
-
-
-class _TrialBatches:
-    """Random updates' worth of micro-batches from a map-style dataset: each iteration draws a fresh permutation from
-    torch's RNG (seeded by `TrialRunner` per tuning point) and gives every process its own share of it."""
-
-    def __init__(self, dataset, collate_fn, batch_size: int, accumulation_steps: int, rank: int, world_size: int):
-        self.dataset = dataset
-        self.collate_fn = collate_fn
-        self.batch_size = batch_size
-        self.accumulation_steps = accumulation_steps
-        self.rank = rank
-        self.world_size = world_size
-
-    def __iter__(self) -> Iterator[List[Any]]:
-        order = torch.randperm(len(self.dataset))[self.rank :: self.world_size].tolist()
-        per_update = self.batch_size * self.accumulation_steps
-        for start in range(0, len(order) - per_update + 1, per_update):
-            indices = order[start : start + per_update]
-            yield [
-                self.collate_fn([self.dataset[i] for i in indices[k : k + self.batch_size]])
-                for k in range(0, per_update, self.batch_size)
-            ]
-
-
 class LRTunerCallback(TrainerCallback):
-    """Runs the trials of an [`LRTunerScheduler`] inside `transformers.Trainer` and logs what the tuner decided.
+    """Runs the races of an [`LRTunerScheduler`] inside `transformers.Trainer` and logs what the tuner decided.
 
-    At every tuning point (at train begin and after the scheduler's step), trial updates run through Trainer's own
-    `training_step` (autocast, loss scaling, gradient accumulation, DDP gradient sync), gradient clipping and
-    optimizer, from a snapshot of the model, optimizer and grad scaler that is restored afterwards. Probe losses are
-    averaged over processes, so every rank takes the same decision. Each tuning point is logged with `Trainer.log`
-    (so it reaches every `report_to` integration) under `lrtuner/*` keys; the run's trial compute is logged at train
-    end. A non-finite gradient norm in the logs (Trainer logs it when `max_grad_norm > 0`, the default) rolls training
-    back to the last tuning point's state and lowers the LR; set `logging_steps=1` to check every update. Tuning points
-    always check the probe losses, and roll back when training diverged since the previous one.
-
-    Args:
-        trial_dataset (`torch.utils.data.Dataset`, *optional*):
-            Map-style dataset to draw trial and probe batches from (collated by the training dataloader's
-            `collate_fn`). Defaults to the training dataset; required when that is an `IterableDataset`.
+    It wraps the Trainer's `training_step` for the run, so that every update's loss (averaged over processes) reaches
+    the tuner, and the micro-batches of the updates inside a race are kept. At the end of a race each challenger
+    replays those same batches from the race's snapshot through Trainer's own `training_step` (autocast, loss
+    scaling, gradient accumulation, DDP gradient sync), gradient clipping and optimizer; training continues from the
+    winning branch. A non-finite or collapsing loss at any update rolls training back to the last safe point and
+    lowers the LR, whatever `logging_steps` is. Races and roll-backs are logged with `Trainer.log` (so they reach
+    every `report_to` integration) under `lrtuner/*` keys; the run's trial compute is logged at train end.
 
     Example:
 
@@ -74,10 +41,7 @@ class LRTunerCallback(TrainerCallback):
     ```
     """
 
-    def __init__(self, trial_dataset: Optional[torch.utils.data.Dataset] = None):
-        if trial_dataset is not None and (isinstance(trial_dataset, IterableDataset) or not hasattr(trial_dataset, "__len__")):
-            raise ValueError("trial_dataset must be a map-style dataset (with __len__ and __getitem__).")
-        self.trial_dataset = trial_dataset
+    def __init__(self):
         self.trainer: Optional[Trainer] = None
         self.scheduler: Optional[LRTunerScheduler] = None
         self.runner: Optional[TrialRunner] = None
@@ -87,7 +51,7 @@ class LRTunerCallback(TrainerCallback):
         self.trainer = trainer
 
     # ------------------------------------------------------------------------------------------- events
-    def on_train_begin(self, args, state, control, lr_scheduler=None, train_dataloader=None, **kwargs):
+    def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
         trainer = self.trainer if self.trainer is not None else self._find_trainer()
         self.trainer = trainer
         self._check_supported(trainer)
@@ -98,109 +62,108 @@ class LRTunerCallback(TrainerCallback):
                 "IterableDataset (no length), set TrainingArguments(max_steps=...)."
             )
         self.scheduler.set_num_training_steps(state.max_steps)
+        self._record_training_steps(trainer)
         self.runner = TrialRunner(
             model=trainer.model,
             optimizer=self.scheduler.optimizer,
             scheduler=self.scheduler,
-            train_step=self._trial_update,
-            loss_fn=self._probe_loss,
-            batches=self._trial_batches(args, trainer, train_dataloader),
+            train_step=self._replay_update,
             scaler=getattr(trainer.accelerator, "scaler", None),
             reduce_scores=self._mean_over_processes,
         )
-        self._tune_if_due(state, control)
 
     def on_step_end(self, args, state, control, **kwargs):
-        self._tune_if_due(state, control)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        # The gradient norm, not the loss: Trainer drops non-finite losses from the logged mean by default
-        # (logging_nan_inf_filter), and once one is kept, every later logged loss stays NaN.
-        grad_norm = (logs or {}).get("grad_norm")
-        if self.runner is None or not isinstance(grad_norm, (int, float)) or math.isfinite(grad_norm):
-            return
+        micro_batches, losses = self._update_batches, self._update_losses
+        self._update_batches, self._update_losses = [], []
         if self.trainer.accelerator.optimizer_step_was_skipped:  # an fp16 overflow: the scaler handled it
             return
-        self.runner.check_loss(math.nan, reduced=True)
-        logger.warning(
-            "LRTuner: non-finite gradient norm at step %d; rolled back to the last tuning point's state and lowered "
-            "the LR to %.3g.", state.global_step, self.scheduler.get_last_lr()[0],
-        )
+        loss = float(sum(losses)) if losses else math.nan
+        record = self.runner.after_update(micro_batches, loss)
+        if record is not None:
+            self._log_record(record, control, state)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.runner is None:
             return
+        self._stop_recording()
         tuner = self.scheduler.tuner
         total = state.global_step + tuner.trial_updates
         self.trainer.log(
             {
                 "lrtuner/trial_updates": tuner.trial_updates,
-                "lrtuner/probe_batches": tuner.probe_passes,
                 "lrtuner/total_updates": total,
                 "lrtuner/overhead": tuner.trial_updates / total if total else 0.0,
-                "lrtuner/rollbacks": self.runner.rollbacks,
+                "lrtuner/rollbacks": tuner.rollbacks,
+                "lrtuner/level": tuner.level,
             }
         )
 
-    # ------------------------------------------------------------------------------------------- tuning
-    def _tune_if_due(self, state, control):
-        if not self.scheduler.is_tuning_point():
-            return
-        trainer = self.trainer
-        sync_gradients = trainer.accelerator.gradient_state.sync_gradients
-        trainer.accelerator.gradient_state._set_sync_gradients(True)  # trial updates are complete updates
-        try:
-            record = self.runner.tune()
-        finally:
-            trainer.accelerator.gradient_state._set_sync_gradients(sync_gradients)
+    # ------------------------------------------------------------------------------------------- races
+    def _record_training_steps(self, trainer: Trainer):
+        """Wrap `trainer.training_step` so that every update's micro-batches and loss reach the runner: races replay
+        the real batches, and divergence is checked at every update whatever the logging settings."""
+        self._stop_recording()
+        training_step = trainer.training_step
+        self._training_step = training_step
+
+        def recording_training_step(model, inputs, *args, **kwargs):
+            loss = training_step(model, inputs, *args, **kwargs)
+            # inputs is only kept while a race records its batches; the loss of every micro-batch, always
+            if self.scheduler.tuner.race is not None:
+                self._update_batches.append((dict(inputs), args, kwargs))
+            self._update_losses.append(loss.detach().float())
+            return loss
+
+        trainer.training_step = recording_training_step
+        self._update_batches, self._update_losses = [], []
+
+    def _stop_recording(self):
+        if self.trainer is not None and "training_step" in vars(self.trainer):
+            del self.trainer.training_step
+
+    def _log_record(self, record: dict, control, state):
         tuner = self.scheduler.tuner
-        best = min(range(len(record["scores"])), key=lambda i: record["scores"][i])
         should_log = control.should_log  # Trainer.log clears it, which would drop this step's own log line
-        trainer.log(
-            {
-                "lrtuner/phase": _PHASE_IDS[record["phase"]],
-                "lrtuner/lr": self.scheduler.get_last_lr()[0],
-                "lrtuner/multiplier": tuner.multiplier,
-                "lrtuner/exploit_scale": tuner.exploit_scale,
-                "lrtuner/candidates": len(record["candidates"]),
-                "lrtuner/diverged": sum(record["diverged"]),
-                "lrtuner/best_score": record["scores"][best],
-                "lrtuner/reference_score": record["reference"],
-                "lrtuner/trial_updates": tuner.trial_updates,
-            }
-        )
+        logs = {"lrtuner/lr": self.scheduler.get_last_lr()[0], "lrtuner/level": tuner.level,
+                "lrtuner/trial_updates": tuner.trial_updates, "lrtuner/rollbacks": tuner.rollbacks}
+        if "levels" in record:
+            logs["lrtuner/challengers"] = len(record["levels"]) - 1
+        self.trainer.log(logs)
         control.should_log = should_log
         if state.is_world_process_zero:
-            logger.info(
-                "LRTuner step %d (%s): candidates %s, scores %s -> LR factor %.4g",
-                record["step"], record["phase"], [f"{c:.3g}" for c in record["lr_factors"]],
-                [f"{s:.4g}" for s in record["scores"]], record["lr_factor"],
-            )
+            if "levels" in record:
+                logger.info(
+                    "LRTuner race %d-%d: levels %s, late-race losses %s -> level %.4g", record["step"],
+                    record["end_step"], [f"{c:.3g}" for c in record["levels"]],
+                    [f"{s:.4g}" for s in record["scores"]], record["choice"],
+                )
+            else:
+                logger.warning(
+                    "LRTuner: training diverged at step %d; rolled back to step %d's state and lowered the level "
+                    "to %.3g.", record["step"], record["rollback_to"], record["choice"],
+                )
 
-    def _trial_update(self, micro_batches: List[Any]) -> torch.Tensor:
-        """One update exactly as Trainer makes it: `training_step` per micro-batch, clipping, optimizer step."""
+    def _replay_update(self, micro_batches: List[Any]) -> torch.Tensor:
+        """One recorded update again, exactly as Trainer made it: `training_step` per micro-batch, clipping,
+        optimizer step."""
         trainer = self.trainer
         model = trainer.model_wrapped
-        # Trainer divides each micro-batch loss by this (it is set per update, and not yet at train begin)
+        gradient_state = trainer.accelerator.gradient_state
+        sync_gradients = gradient_state.sync_gradients
+        gradient_state._set_sync_gradients(True)  # a replayed update is a complete update
+        # Trainer divides each micro-batch loss by this (it is set per update)
         accumulation_steps = getattr(trainer, "current_gradient_accumulation_steps", trainer.args.gradient_accumulation_steps)
         trainer.current_gradient_accumulation_steps = len(micro_batches)
         try:
-            batches, num_items_in_batch = trainer.get_batch_samples(
-                iter(micro_batches), len(micro_batches), trainer.args.device
-            )
-            loss = sum(trainer.training_step(model, inputs, num_items_in_batch) for inputs in batches)
+            loss = sum(self._training_step(model, dict(inputs), *args, **kwargs) for inputs, args, kwargs in micro_batches)
+            if trainer.args.max_grad_norm is not None and trainer.args.max_grad_norm > 0:
+                trainer.accelerator.clip_grad_norm_(model.parameters(), trainer.args.max_grad_norm)
+            trainer.optimizer.step()
+            model.zero_grad()
         finally:
             trainer.current_gradient_accumulation_steps = accumulation_steps
-        if trainer.args.max_grad_norm is not None and trainer.args.max_grad_norm > 0:
-            trainer.accelerator.clip_grad_norm_(model.parameters(), trainer.args.max_grad_norm)
-        trainer.optimizer.step()
-        model.zero_grad()
+            gradient_state._set_sync_gradients(sync_gradients)
         return loss
-
-    def _probe_loss(self, micro_batches: List[Any]) -> float:
-        trainer = self.trainer
-        losses = [trainer.prediction_step(trainer.model, inputs, prediction_loss_only=True)[0] for inputs in micro_batches]
-        return sum(float(loss.float().mean()) for loss in losses) / len(losses)
 
     def _mean_over_processes(self, values: List[float]) -> List[float]:
         accelerator = self.trainer.accelerator
@@ -248,27 +211,6 @@ class LRTunerCallback(TrainerCallback):
                 "optimizer passed in Trainer(optimizers=(optimizer, scheduler)), or use LRTunerTrainer."
             )
         return lr_scheduler
-
-    def _trial_batches(self, args, trainer: Trainer, train_dataloader) -> _TrialBatches:
-        dataset = self.trial_dataset if self.trial_dataset is not None else getattr(train_dataloader, "dataset", None)
-        if dataset is None or isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
-            raise ValueError(
-                "LRTunerCallback draws trial batches from a map-style dataset, but the training data is iterable. "
-                "Pass LRTunerCallback(trial_dataset=...) with a map-style sample of the training data."
-            )
-        per_update = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-        if len(dataset) < per_update:
-            raise ValueError(
-                f"The trial dataset has {len(dataset)} examples, fewer than one update needs ({per_update})."
-            )
-        return _TrialBatches(
-            dataset,
-            train_dataloader.collate_fn,
-            args.per_device_train_batch_size,
-            args.gradient_accumulation_steps,
-            args.process_index,
-            args.world_size,
-        )
 
 
 class LRTunerTrainerMixin:

@@ -8,15 +8,15 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from .config import LRTunerConfig
-from .tuner import LRTuner, RunTrial
+from .tuner import LRTuner
 
 
 class LRTunerScheduler(LRScheduler):
     """Sets every parameter group's LR to its initial LR times the tuner's multiplier.
 
-    It holds the whole tuner (phases, search, safety marks, records), so its `state_dict()` is everything a resumed
-    run needs; Trainer saves it in `scheduler.pt`. Per-group LR ratios are kept. Trials are run by
-    [`LRTunerCallback`] (with `transformers.Trainer`) or [`TrialRunner`] (plain PyTorch loops).
+    It holds the whole tuner (level, races, safety state, records), so its `state_dict()` is everything a resumed run
+    needs; Trainer saves it in `scheduler.pt`. Per-group LR ratios are kept. Races are run by [`LRTunerCallback`]
+    (with `transformers.Trainer`) or [`TrialRunner`] (plain PyTorch loops).
 
     Args:
         optimizer (`torch.optim.Optimizer`): the optimizer; its current LRs are the initial guess.
@@ -70,14 +70,6 @@ class LRTunerScheduler(LRScheduler):
         self.tuner = LRTuner(self.config, num_training_steps)
         self.apply_lr()
 
-    def _require_tuner(self) -> LRTuner:
-        if self.tuner is None:
-            raise RuntimeError(
-                "LRTunerScheduler has no budget yet: pass num_training_steps, or use it with LRTunerCallback, "
-                "which sets it from Trainer's max_steps."
-            )
-        return self.tuner
-
     def lr_factor(self) -> float:
         """Multiplier of the initial LRs for the update after the current step."""
         if self.tuner is None:  # budget not known yet: hold the initial LR (after warmup, if any)
@@ -101,26 +93,8 @@ class LRTunerScheduler(LRScheduler):
         self._write_lrs(self._last_lr)
 
     def set_trial_lr(self, lr_factor: float):
-        """Write `lr_factor` times the initial LRs, for a trial; `apply_lr()` undoes it."""
+        """Write `lr_factor` times the initial LRs, for a challenger's update; `apply_lr()` undoes it."""
         self._write_lrs([base_lr * lr_factor for base_lr in self.base_lrs])
-
-    # -- tuning, delegated to the tuner at the scheduler's own step count (it skips fp16-overflow steps)
-    def is_tuning_point(self) -> bool:
-        return self._require_tuner().is_tuning_point(self.last_epoch)
-
-    def tune(self, run_trial: RunTrial, reference: Sequence[float]) -> dict:
-        """Run the tuning point at the current step (see `LRTuner.tune`) and apply the chosen LR."""
-        record = self._require_tuner().tune(self.last_epoch, run_trial, reference)
-        self.apply_lr()
-        return record
-
-    def diverged_since_last_tuning(self, reference: Sequence[float]) -> bool:
-        return self._require_tuner().diverged_since_last_tuning(reference)
-
-    def back_off(self):
-        """Lower the LR after a divergence (see `LRTuner.back_off`) and apply it."""
-        self._require_tuner().back_off(self.last_epoch)
-        self.apply_lr()
 
     # -- checkpointing: plain Python types only, so Trainer's torch.load(weights_only=True) restores it
     def state_dict(self) -> dict:
@@ -141,5 +115,6 @@ class LRTunerScheduler(LRScheduler):
         self.config = LRTunerConfig(**state_dict["config"])
         self.tuner = None
         if state_dict["tuner"] is not None:
-            self.tuner = LRTuner(self.config, state_dict["tuner"]["total_steps"])
-            self.tuner.load_state_dict(state_dict["tuner"])
+            self.tuner = LRTuner.from_state_dict(state_dict["tuner"])
+        # Building a scheduler writes the LR of step 0 to the optimizer; the next update must run at the saved LR.
+        self._write_lrs(self._last_lr)

@@ -1,18 +1,17 @@
-"""`TrialRunner`: runs the tuner's candidate trials in a plain PyTorch training loop."""
+"""`TrialRunner`: runs the tuner's races and divergence roll-backs in a plain PyTorch training loop."""
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
-from typing import Any, Callable, Iterable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional
 
 import torch
 
 from .scheduler import LRTunerScheduler
 from .snapshot import TrainingSnapshot
 
-# Offset between the trial seeds of two tuning points, so that their random draws do not overlap.
+# Offset between the challenger seeds of two races, so that their random draws do not overlap.
 _SEED_STRIDE = 1_000_003
 
 
@@ -21,37 +20,34 @@ def _as_float(loss: Any) -> float:
 
 
 class TrialRunner:
-    """Runs the candidate trials of every tuning point of an [`LRTunerScheduler`].
+    """Runs the races and roll-backs of an [`LRTunerScheduler`] around the updates of a training loop.
 
-    At a tuning point it draws trial and probe batches (the same for every candidate), snapshots the training state,
-    scores the current state on the probe batches, then for each candidate the tuner asks for: sets the candidate LR,
-    runs `trial_steps` updates with `train_step`, scores the probe batches with `loss_fn` (eval mode, no grad) and
-    restores the state. Training never continues from a trial. The snapshot of the last tuning point is kept: if a
-    training loss passed to `check_loss` is non-finite, the state is rolled back to it and the LR backed off.
+    Call `after_update(batch, loss)` after every update and `scheduler.step()`. When a race starts, the runner
+    snapshots the training state and keeps the batches of the next `race_horizon` updates. When it ends, each
+    challenger LR replays those same batches from the snapshot with `train_step` (under the schedule the run follows,
+    warmup ramp included), and the tuner compares the arms' losses. Training continues from the winning branch, so the
+    model, optimizer and scaler state may be replaced in place. A loss that is non-finite, or that shows training
+    collapsing (see [`LossMonitor`]), rolls the state back to the last safe point and lowers the LR, at any update.
 
     Args:
         model (`torch.nn.Module`): the model being trained.
         optimizer (`torch.optim.Optimizer`): the optimizer `scheduler` drives.
-        scheduler (`LRTunerScheduler`): the tuner.
+        scheduler (`LRTunerScheduler`): the tuner, with its budget set.
         train_step (`Callable[[Any], Any]`): performs one full training update on a batch (forward, backward,
             clipping, `optimizer.step()`, `optimizer.zero_grad()`) and returns its loss. The same function the
-            training loop uses, so trials go through the same autocast, clipping and accumulation.
-        loss_fn (`Callable[[Any], Any]`): forward pass only, returns the loss of a batch (used to score candidates).
-        batches (`Iterable`): source of batches, e.g. a shuffling `DataLoader`. At each tuning point it is iterated
-            afresh under a seed derived from the step, so a resumed run draws the same trial and probe batches.
+            training loop uses, so challengers go through the same autocast, clipping and accumulation.
         scaler (`torch.amp.GradScaler`, *optional*): the fp16 loss scaler, snapshotted with the rest of the state.
-        reduce_scores (`Callable[[List[float]], List[float]]`, *optional*): averages probe losses over processes in
-            a distributed run, so every rank takes the same decision.
+        reduce_scores (`Callable[[List[float]], List[float]]`, *optional*): averages losses over processes in a
+            distributed run, so every rank takes the same decision.
 
     Example:
 
     ```python
-    runner = TrialRunner(model, optimizer, scheduler, train_step, loss_fn, batches=train_loader)
+    runner = TrialRunner(model, optimizer, scheduler, train_step)
     for batch in batches_for_budget:
-        runner.maybe_tune()          # a search at tuning points; nothing otherwise
         loss = train_step(batch)
         scheduler.step()
-        runner.check_loss(loss)      # rolls back a diverged update
+        runner.after_update(batch, loss)   # races and roll-backs; nothing most of the time
     ```
     """
 
@@ -61,8 +57,6 @@ class TrialRunner:
         optimizer: torch.optim.Optimizer,
         scheduler: LRTunerScheduler,
         train_step: Callable[[Any], Any],
-        loss_fn: Callable[[Any], Any],
-        batches: Iterable,
         scaler: Optional[Any] = None,
         reduce_scores: Optional[Callable[[List[float]], List[float]]] = None,
     ):
@@ -73,137 +67,117 @@ class TrialRunner:
                 "The scheduler drives a different optimizer than the one passed to TrialRunner; build "
                 "LRTunerScheduler on the optimizer that train_step steps."
             )
+        if scheduler.tuner is None:
+            raise ValueError(
+                "The scheduler has no budget yet: build LRTunerScheduler with num_training_steps, or call "
+                "scheduler.set_num_training_steps(...) before creating the TrialRunner."
+            )
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.train_step = train_step
-        self.loss_fn = loss_fn
-        self.batches = batches
         self.reduce_scores = reduce_scores
-        self.snapshot = TrainingSnapshot(model, optimizer, scaler)
-        self.snapshot.capture()  # the state to return to if training diverges before the first tuning point
-        self.rollbacks = 0
-        if scheduler.tuner is not None and scheduler.tuner.last_reference is None:
-            self._score_initial_state()
+        self.safe_point = TrainingSnapshot(model, optimizer, scaler)  # race start, or the last healthy state
+        self.leader = TrainingSnapshot(model, optimizer, scaler)  # end state of the race's best arm so far
+        self.race_batches: List[Any] = []
+        self.race_losses: List[float] = []
+        tuner = scheduler.tuner
+        if tuner.race is not None:  # resumed inside a race: its snapshot and batches are gone
+            tuner.abandon_race()
+        self.safe_point.capture()
+        tuner.mark_safe_point(self.step)
+        self._maybe_start_race()
 
     @property
-    def config(self):
-        return self.scheduler.config
+    def tuner(self):
+        return self.scheduler.tuner
 
-    def maybe_tune(self) -> Optional[dict]:
-        """Run a tuning point if the scheduler is at one; returns its record, or `None`."""
-        if not self.scheduler.is_tuning_point():
-            return None
-        return self.tune()
+    @property
+    def step(self) -> int:
+        """Completed updates, as the scheduler counts them (fp16-skipped updates do not count)."""
+        return self.scheduler.last_epoch
 
-    def tune(self) -> dict:
-        """Run the tuning point at the scheduler's current step and apply the chosen LR."""
-        step = self.scheduler.last_epoch
-        with self._seeded(self._seed(step)):
-            trial_batches, probe_batches = self.draw_batches()
-        if self._diverged_since_last_tuning():
-            self._roll_back()
-        reference = self._count_probes(self.score(probe_batches))
-        if not all(math.isfinite(s) for s in reference):  # diverged before the first tuning point
-            self._roll_back()
-            reference = self._count_probes(self.score(probe_batches))
-        if not all(math.isfinite(s) for s in reference):
-            raise FloatingPointError(
-                f"The training state at step {step} gives non-finite losses, even after returning to the last finite "
-                "state. Lower the initial learning rate or check the data and the loss."
-            )
-        self.snapshot.capture()
+    def after_update(self, batch: Any, loss: Any, reduced: bool = False) -> Optional[dict]:
+        """Feed the update that just ran on `batch` with loss `loss` (after `scheduler.step()`).
 
-        def run_trial(lr_factor: float) -> List[float]:
-            self.scheduler.set_trial_lr(lr_factor)
-            try:
-                with self._seeded(self._seed(step) + 1):
-                    for batch in trial_batches:
-                        if not self._finite_on_every_process(self.train_step(batch)):
-                            return [math.inf] * len(probe_batches)
-                return self.score(probe_batches)
-            finally:
-                self.snapshot.restore()
-
-        return self.scheduler.tune(run_trial, reference)
-
-    def check_loss(self, loss: Any, reduced: bool = False) -> bool:
-        """Check an ordinary update's loss; a non-finite one rolls the state back to the last tuning point and backs
-        off the LR. Pass `reduced=True` for a loss that is already the same on every process. Returns whether it
-        rolled back."""
+        Pass `reduced=True` for a loss that is already the same on every process. Returns the record of a race that
+        ended at this update, or of a roll-back; `None` otherwise.
+        """
         value = _as_float(loss)
         if self.reduce_scores is not None and not reduced:
             value = self.reduce_scores([value])[0]
-        if math.isfinite(value):
-            return False
-        self._roll_back()
-        return True
+        tuner = self.tuner
+        if tuner.race is not None:
+            self.race_batches.append(batch)
+            self.race_losses.append(value)
+        if tuner.observe(value):
+            return self._roll_back()
+        record = self._finish_race() if tuner.race_ends_at(self.step) else None
+        self._maybe_start_race()
+        return record
 
-    def _diverged_since_last_tuning(self) -> bool:
-        """Score the previous tuning point's probe batches again (redrawn from its seed), so that the comparison with
-        its reference is paired: different batches alone can differ by more than `divergence_ratio`."""
-        tuner = self.scheduler.tuner
-        if tuner.last_reference is None:
-            return False
-        with self._seeded(self._seed(tuner.last_tuned_step)):
-            _, previous_probes = self.draw_batches()
-        return self.scheduler.diverged_since_last_tuning(self._count_probes(self.score(previous_probes)))
+    # ------------------------------------------------------------------------------------------- races
+    def _maybe_start_race(self):
+        tuner, step = self.tuner, self.step
+        if tuner.race_starts_at(step):
+            self.safe_point.capture()
+            tuner.start_race(step)
+            self.race_batches, self.race_losses = [], []
+        elif tuner.safe_point_due(step):
+            self.safe_point.capture()
+            tuner.mark_safe_point(step)
 
-    def _score_initial_state(self):
-        """Give the initial state a reference score, as if it were a tuning point before step 0, so that the first
-        tuning point can tell whether training diverged since (e.g. during warmup)."""
-        tuner = self.scheduler.tuner
-        with self._seeded(self._seed(tuner.last_tuned_step)):
-            _, probe_batches = self.draw_batches()
-        reference = self._count_probes(self.score(probe_batches))
-        tuner.last_reference = sum(reference) / len(reference)
+    def _finish_race(self) -> dict:
+        tuner = self.tuner
+        race = tuner.race
+        self.leader.capture()  # the incumbent's branch: the real run
+        leader_is_current = True
+        for index, level in enumerate(race["challengers"]):
+            self.safe_point.restore()
+            losses = self._replay(level, race["start"])
+            leads = tuner.score_challenger(level, losses, self.race_losses)
+            if leads and index < len(race["challengers"]) - 1:
+                self.leader.capture()
+            leader_is_current = leads
+        if not leader_is_current:
+            self.leader.restore()
+        record = tuner.finish_race(self.step, self.race_losses)
+        self.scheduler.apply_lr()
+        self.race_batches, self.race_losses = [], []
+        return record
 
-    def _roll_back(self):
-        """Return to the last tuning point's state (training diverged since) and lower the LR."""
-        self.snapshot.restore()
-        self.rollbacks += 1
-        self.scheduler.back_off()
-
-    def _count_probes(self, scores: List[float]) -> List[float]:
-        self.scheduler.tuner.probe_passes += len(scores)
-        return scores
-
-    def _finite_on_every_process(self, loss: Any) -> bool:
-        """Whether a trial update's loss is finite on every process (a rank must not leave a trial alone)."""
-        value = _as_float(loss)
-        if self.reduce_scores is not None:
-            value = self.reduce_scores([value])[0]
-        return math.isfinite(value)
-
-    def _seed(self, step: int) -> int:
-        return self.config.seed + _SEED_STRIDE * (step + 1)
-
-    def draw_batches(self) -> tuple[list, list]:
-        trial_steps = self.scheduler.tuner.trial_steps
-        needed = trial_steps + self.config.probe_batches
-        drawn: list = []
-        while len(drawn) < needed:
-            before = len(drawn)
-            drawn.extend(itertools.islice(iter(self.batches), needed - len(drawn)))
-            if len(drawn) == before:
-                raise ValueError("The batch source of TrialRunner is empty.")
-        return drawn[:trial_steps], drawn[trial_steps:]
-
-    @torch.no_grad()
-    def score(self, probe_batches: Sequence[Any]) -> List[float]:
-        """Per-batch losses of the current state, in eval mode (no dropout noise)."""
-        was_training = self.model.training
-        self.model.eval()
+    def _replay(self, level: float, start: int) -> List[float]:
+        """Train the race's batches from its start at `level`, as the run would have; stop at a divergence."""
+        tuner = self.tuner
+        monitor = tuner.challenger_monitor()
+        losses: List[float] = []
         try:
-            scores = [_as_float(self.loss_fn(batch)) for batch in probe_batches]
+            with self._seeded(tuner.config.seed + _SEED_STRIDE * (start + 1)):
+                for offset, batch in enumerate(self.race_batches):
+                    self.scheduler.set_trial_lr(tuner.multiplier_at(start + offset, level))
+                    loss = _as_float(self.train_step(batch))
+                    if self.reduce_scores is not None:
+                        loss = self.reduce_scores([loss])[0]
+                    losses.append(loss)
+                    if monitor.update(loss):
+                        break
         finally:
-            self.model.train(was_training)
-        return self.reduce_scores(scores) if self.reduce_scores is not None else scores
+            self.scheduler.apply_lr()
+        return losses
+
+    def _roll_back(self) -> dict:
+        """Return to the last safe point (training diverged since) and lower the LR."""
+        self.safe_point.restore()
+        self.tuner.back_off(self.step)
+        self.scheduler.apply_lr()
+        self.race_batches, self.race_losses = [], []
+        self._maybe_start_race()
+        return self.tuner.records[-1]
 
     @staticmethod
     @contextlib.contextmanager
     def _seeded(seed: int):
-        """Fixed random numbers for a trial (same dropout for every candidate), leaving training's RNG untouched."""
+        """Fixed random numbers for a challenger (dropout), leaving the training run's RNG untouched."""
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)

@@ -1,24 +1,28 @@
-"""The LRTuner algorithm: phases, local search and divergence safety, in plain Python.
+"""The LRTuner algorithm: races that set the level of a warmup-decay schedule, and divergence safety, in plain Python.
 
-Nothing here touches a model or imports `transformers`: the tuner asks a `run_trial(lr_factor)` function for the
-per-batch probe losses of a candidate and decides from those numbers alone, so every process of a distributed run
-that feeds it the same (reduced) numbers takes the same decisions.
+Nothing here touches a model or imports `transformers`. The tuner sees per-update training losses (of the real run,
+and of challenger branches replayed by a runner on the same batches) and decides from those numbers alone, so every
+process of a distributed run that feeds it the same (reduced) numbers takes the same decisions.
+
+A race, in short: at its start the runner snapshots the training state; the real run trains on at the incumbent LR
+level for `race_horizon` updates while the runner keeps those batches; then each challenger level replays the same
+batches from the snapshot, following the same schedule shape. The arms are compared on their losses over the second
+half of the race, paired by batch. A challenger must beat the incumbent by a margin to take over, and then training
+continues from the challenger's branch, so no race costs more than its challengers' updates.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from .config import LRTunerConfig
 
-WARMUP, EXPLORE, EXPLOIT = "warmup", "explore", "exploit"
-
-RunTrial = Callable[[float], Sequence[float]]
+WARMUP, STABLE, DECAY = "warmup", "stable", "decay"
 
 
 def paired_difference(scores: Sequence[float], baseline: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of the per-batch differences `scores - baseline` (common random numbers)."""
+    """Mean and standard error of the per-item differences `scores - baseline` (common random numbers)."""
     diffs = [s - b for s, b in zip(scores, baseline)]
     n = len(diffs)
     mean = sum(diffs) / n
@@ -28,12 +32,72 @@ def paired_difference(scores: Sequence[float], baseline: Sequence[float]) -> tup
     return mean, math.sqrt(variance / n)
 
 
+class LossMonitor:
+    """Smoothed training loss against the run's own progress: sees divergence and collapse at every update.
+
+    A collapse to a constant predictor keeps a finite loss (ln 10 with 10 classes), and near zero loss a ratio test
+    is ill-conditioned, so the test is additive and relative to progress: training has diverged when the loss is
+    non-finite, or when its exponential moving average has given back `collapse_fraction` of the progress from the
+    initial loss to the best average so far, and by more than 4 standard deviations of the average's noise.
+
+    Args:
+        collapse_fraction (`float`): share of the progress that, given back, counts as a collapse.
+        state (`dict`, *optional*): a `state_dict()` to continue from.
+    """
+
+    SMOOTHING = 0.1  # EMA weight of the newest loss: about 10 updates of memory
+    SETTLE_UPDATES = 10  # no verdict on fewer updates: the average and its noise are not known yet
+    NOISE_SDS = 4.0
+
+    def __init__(self, collapse_fraction: float, state: Optional[dict] = None):
+        self.collapse_fraction = collapse_fraction
+        state = state or {"count": 0, "ema": 0.0, "variance": 0.0, "initial": 0.0, "best": math.inf}
+        self.count, self.ema, self.variance = state["count"], state["ema"], state["variance"]
+        self.initial, self.best = state["initial"], state["best"]
+
+    def state_dict(self) -> dict:
+        return {"count": self.count, "ema": self.ema, "variance": self.variance, "initial": self.initial,
+                "best": self.best}
+
+    def copy(self) -> "LossMonitor":
+        return LossMonitor(self.collapse_fraction, self.state_dict())
+
+    def update(self, loss: float) -> bool:
+        """Add one update's loss; returns whether training has diverged."""
+        if not math.isfinite(loss):
+            return True
+        if self.count == 0:
+            self.ema = self.initial = loss
+        else:
+            deviation = loss - self.ema
+            self.ema += self.SMOOTHING * deviation
+            self.variance = (1 - self.SMOOTHING) * (self.variance + self.SMOOTHING * deviation**2)
+        self.count += 1
+        self.best = min(self.best, self.ema)
+        return self.diverged()
+
+    def noise(self) -> float:
+        """Standard deviation of the moving average's noise."""
+        return math.sqrt(self.variance * self.SMOOTHING / (2 - self.SMOOTHING))
+
+    def diverged(self) -> bool:
+        if self.count < self.SETTLE_UPDATES:
+            return False
+        progress = max(0.0, self.initial - self.best)
+        return self.ema > self.best + max(self.collapse_fraction * progress, self.NOISE_SDS * self.noise())
+
+    def healthy(self) -> bool:
+        """Whether the average is close to its best: a good state to come back to after a divergence."""
+        return self.ema <= self.best + max(0.1 * max(0.0, self.initial - self.best), self.noise())
+
+
 class LRTuner:
     """Decides the LR multiplier of every update of a run of `total_steps` updates.
 
-    The multiplier scales the initial LR of every parameter group. Warmup ramps it linearly from 0; explore holds it
-    at a level chosen by local search at every tuning point (the largest candidate not measurably worse than the
-    best); exploit decays it linearly to zero from the switch point, and a search may only make that decay faster.
+    The schedule is Trainer's linear warmup-decay (or the knee shape with `explore_fraction > 0`) scaled by a level,
+    the multiplier of the initial LR. Races decide the level: the first races the incumbent against one factor down
+    and one up; each later race continues in the direction the previous one moved, until the incumbent wins, the
+    races run out, or they would end after `race_until` of the budget.
 
     Args:
         config (`LRTunerConfig`): the tuner's settings.
@@ -49,272 +113,219 @@ class LRTuner:
             )
         self.config = config
         self.total_steps = total_steps
-        self.trial_steps = config.resolve_trial_steps(total_steps)
-        self.tune_every = config.resolve_tune_every(total_steps)
-        if self.tune_every <= self.trial_steps:
-            raise ValueError(
-                f"LRTunerConfig.tune_every={self.tune_every} is not longer than a trial of {self.trial_steps} updates "
-                f"(the default trial_steps for a budget of {total_steps}). Raise tune_every or set trial_steps."
-            )
-        self.switch_step = min(total_steps, max(config.warmup_steps, round(config.explore_fraction * total_steps)))
-        self.multiplier = 1.0
-        self.exploit_scale = 1.0
+        self.horizon = config.resolve_race_horizon(total_steps)
+        self.decay_start = min(total_steps, max(config.warmup_steps, round(config.explore_fraction * total_steps)))
+        self.trial_budget = (config.max_races + 1) * self.horizon
+        self.level = 1.0
+        self.direction = 0  # 0: the next race tries both directions; +1/-1: it continues upward/downward
+        self.settled = False
+        self.races_run = 0
+        self.race: Optional[dict] = None
         self.unsafe_from: Optional[float] = None
-        self.unsafe_until_step = -1
-        self.last_tuned_step = -1
-        self.last_reference: Optional[float] = None
-        self.force_tuning = False
+        self.monitor = LossMonitor(config.collapse_fraction)
+        self.safe_point_step = 0
+        self.safe_point_monitor = self.monitor.state_dict()
         self.trial_updates = 0
-        self.probe_passes = 0
+        self.rollbacks = 0
         self.records: List[dict] = []
 
     # ----------------------------------------------------------------------------------------- schedule
     def phase(self, step: int) -> str:
         if step < self.config.warmup_steps:
             return WARMUP
-        return EXPLORE if step < self.switch_step else EXPLOIT
+        return STABLE if step < self.decay_start else DECAY
 
-    def envelope(self, step: int) -> float:
-        """Upper bound of the exploit multiplier: linear from the explore level to zero at the end of the budget."""
-        if step >= self.total_steps:
-            return 0.0
-        return self.multiplier * (self.total_steps - step) / (self.total_steps - self.switch_step)
-
-    def multiplier_at(self, step: int) -> float:
-        """Multiplier of the initial LR for the update that follows `step` completed updates."""
+    def shape(self, step: int) -> float:
+        """The schedule without its level: Trainer's linear warmup-decay when `explore_fraction` is 0."""
         phase = self.phase(step)
         if phase == WARMUP:
-            return self.multiplier * step / self.config.warmup_steps
-        if phase == EXPLORE:
-            return self.multiplier
-        return self.envelope(step) * self.exploit_scale
+            return step / self.config.warmup_steps
+        if phase == STABLE:
+            return 1.0
+        return max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.decay_start))
 
-    # ----------------------------------------------------------------------------------------- tuning points
-    def is_tuning_point(self, step: int) -> bool:
-        """Whether a search should run before the update that follows `step` completed updates."""
-        if step == self.last_tuned_step or step + self.trial_steps >= self.total_steps:
+    def multiplier_at(self, step: int, level: Optional[float] = None) -> float:
+        """Multiplier of the initial LR for the update that follows `step` completed updates."""
+        return (self.level if level is None else level) * self.shape(step)
+
+    # ----------------------------------------------------------------------------------------- races
+    def next_challengers(self) -> List[float]:
+        """Levels the next race would try against the incumbent (empty when the level is settled)."""
+        if self.settled or self.races_run >= self.config.max_races:
+            return []
+        factor = self.config.race_factor
+        steps = [-1, 1] if self.direction == 0 else [self.direction]
+        levels = []
+        for direction in steps:
+            level = min(self.config.max_multiplier, max(self.config.min_multiplier, self.level * factor**direction))
+            if level != self.level and (self.unsafe_from is None or level < self.unsafe_from):
+                levels.append(level)
+        return levels
+
+    def race_starts_at(self, step: int) -> bool:
+        """Whether a race starts before the update that follows `step` completed updates."""
+        if self.race is not None:
             return False
-        phase = self.phase(step)
-        if (phase == EXPLOIT and not self.config.tune_in_exploit) or (
-            phase == WARMUP and not self.config.tune_during_warmup
-        ):
+        challengers = self.next_challengers()
+        end = step + self.horizon
+        return (
+            bool(challengers)
+            and end <= min(self.total_steps, self.config.race_until * self.total_steps)
+            and self.trial_updates + len(challengers) * self.horizon <= self.trial_budget
+        )
+
+    def start_race(self, step: int):
+        """Open a race at `step`; the runner snapshots the state and keeps the next `horizon` batches."""
+        if not self.race_starts_at(step):
+            raise RuntimeError(f"No race can start at step {step}.")
+        self.race = {
+            "start": step,
+            "end": step + self.horizon,
+            "incumbent": self.level,
+            "challengers": self.next_challengers(),
+            "monitor": self.monitor.state_dict(),
+            "losses": {},  # level -> per-update losses of the challengers run so far
+            "leader": self.level,
+        }
+        self.mark_safe_point(step)
+
+    def race_ends_at(self, step: int) -> bool:
+        return self.race is not None and step == self.race["end"]
+
+    def challenger_monitor(self) -> LossMonitor:
+        """A divergence monitor for one challenger: the run's own, as it was when the race started."""
+        return LossMonitor(self.config.collapse_fraction, self.race["monitor"])
+
+    def _window(self, losses: Sequence[float]) -> List[float]:
+        return list(losses[self.horizon // 2 :])
+
+    def _beats(self, losses: Sequence[float], than: Sequence[float]) -> bool:
+        mean, stderr = paired_difference(self._window(losses), self._window(than))
+        reference = abs(sum(self._window(than)) / len(self._window(than)))
+        return mean < -max(self.config.race_margin * stderr, self.config.min_improvement * reference)
+
+    def score_challenger(self, level: float, losses: Sequence[float], incumbent_losses: Sequence[float]) -> bool:
+        """Record a challenger's per-update losses (fewer than `horizon` when it diverged and was stopped); returns
+        whether it now leads the race, so the runner keeps its branch."""
+        race = self.race
+        losses = [float(loss) for loss in losses]
+        self.trial_updates += len(losses)
+        race["losses"][level] = losses
+        diverged = len(losses) < self.horizon or not all(math.isfinite(loss) for loss in losses)
+        if diverged:
+            self._mark_unsafe(level)
             return False
-        # Tuning points every tune_every updates from the end of warmup (from step 0 when tuning during warmup).
-        start = 0 if self.config.tune_during_warmup else self.config.warmup_steps
-        if not self.force_tuning and (step - start) % self.tune_every != 0:
+        if not self._beats(losses, incumbent_losses):
             return False
-        candidates = 2 if phase == EXPLOIT else 3
-        return self._trial_budget_left() >= candidates * self.trial_steps
+        leader = race["leader"]
+        if leader != race["incumbent"] and sum(self._window(losses)) >= sum(self._window(race["losses"][leader])):
+            return False
+        race["leader"] = level
+        return True
 
-    def tune(self, step: int, run_trial: RunTrial, reference: Sequence[float]) -> dict:
-        """Run the local search of the tuning point at `step` and update the multiplier.
-
-        Args:
-            step (`int`): completed updates.
-            run_trial (`Callable[[float], Sequence[float]]`): runs `trial_steps` updates at `lr_factor` times the
-                initial LR from the current training state, returns the per-batch probe losses and restores the state.
-            reference (`Sequence[float]`): per-batch probe losses of the current state, before any trial.
-
-        Returns:
-            `dict`: the record of this tuning point (also appended to `records`).
-        """
-        if len(reference) < 2:
-            raise ValueError(f"reference holds {len(reference)} probe losses; at least 2 are needed to estimate noise.")
-        phase = self.phase(step)
-        search = _Search(self, step, run_trial, reference)
-        previous = self.multiplier if phase != EXPLOIT else self.exploit_scale
-        if phase == EXPLOIT:
-            choice = search.exploit(self.exploit_scale, self.envelope(step))
-            self.exploit_scale = choice
+    def finish_race(self, step: int, incumbent_losses: Sequence[float]) -> dict:
+        """Close the race at `step`: adopt the leader's level and record the race. Returns the record."""
+        race = self.race
+        incumbent_losses = [float(loss) for loss in incumbent_losses]
+        leader = race["leader"]
+        if leader != race["incumbent"]:
+            self.direction = 1 if leader > race["incumbent"] else -1
+            self.level = leader
+            self.monitor = LossMonitor(self.config.collapse_fraction, race["monitor"])
+            for loss in race["losses"][leader]:
+                self.monitor.update(loss)
         else:
-            choice = search.explore(self.multiplier)
-            self.multiplier = choice
-        self.last_tuned_step = step
-        self.last_reference = search.reference_mean
-        self.force_tuning = False
-        record = search.record(phase, previous, choice)
+            self.settled = True
+        self.races_run += 1
+        levels = [race["incumbent"], *race["challengers"]]
+        arms = {race["incumbent"]: incumbent_losses, **race["losses"]}
+        record = {
+            "step": race["start"],
+            "end_step": step,
+            "incumbent": race["incumbent"],
+            "levels": levels,
+            "scores": [_mean(self._window(arms[level])) if level in arms else math.nan for level in levels],
+            "differences": [
+                list(paired_difference(self._window(arms[level]), self._window(incumbent_losses)))
+                if level in arms and len(arms[level]) == self.horizon else [math.nan, math.nan]
+                for level in levels
+            ],
+            "diverged": [level in arms and len(arms[level]) < self.horizon for level in levels],
+            "choice": self.level,
+            "trial_updates": self.trial_updates,
+        }
         self.records.append(record)
+        self.race = None
         return record
 
-    def diverged_since_last_tuning(self, reference: Sequence[float]) -> bool:
-        """Whether probe losses before a search show that training diverged since the previous tuning point."""
-        mean = sum(reference) / len(reference)
-        if not math.isfinite(mean):
-            return True
-        return self.last_reference is not None and mean > self.config.divergence_ratio * self.last_reference
+    def abandon_race(self):
+        """Drop a race whose snapshot and batches are gone (a run resumed inside it): the incumbent stays."""
+        self.race = None
+
+    # ----------------------------------------------------------------------------------------- safety
+    def observe(self, loss: float) -> bool:
+        """Feed the real run's loss of one update; returns whether training diverged (the runner rolls back)."""
+        return self.monitor.update(loss)
+
+    def mark_safe_point(self, step: int):
+        """The runner snapshotted the state at `step`: a divergence returns there."""
+        self.safe_point_step = step
+        self.safe_point_monitor = self.monitor.state_dict()
+
+    def safe_point_due(self, step: int) -> bool:
+        """Whether to refresh the state a divergence returns to (outside races, every horizon, when healthy)."""
+        return self.race is None and step - self.safe_point_step >= self.horizon and self.monitor.healthy()
 
     def back_off(self, step: int):
-        """Mark the current LR (and larger ones) unsafe, lower it by `search_factor` and tune at the next step."""
-        if self.phase(step) == EXPLOIT:
-            self._mark_unsafe(self.envelope(step) * self.exploit_scale, step)
-            self.exploit_scale = max(self.config.min_multiplier, self.exploit_scale / self.config.search_factor)
-        else:
-            self._mark_unsafe(self.multiplier, step)
-            self.multiplier = max(self.config.min_multiplier, self.multiplier / self.config.search_factor)
-        self.force_tuning = True
+        """After a divergence and a roll-back to the safe point: mark the level unsafe and lower it one factor."""
+        if self.level <= self.config.min_multiplier:
+            raise FloatingPointError(
+                f"Training diverged at step {step} even at the lowest LR multiplier "
+                f"({self.config.min_multiplier}). Lower the initial learning rate or check the data and the loss."
+            )
+        self._mark_unsafe(self.level)
+        self.level = max(self.config.min_multiplier, self.level / self.config.race_factor)
+        self.direction, self.settled, self.race = -1, False, None
+        self.monitor = LossMonitor(self.config.collapse_fraction, self.safe_point_monitor)
+        self.rollbacks += 1
+        self.records.append({"step": step, "rollback_to": self.safe_point_step, "choice": self.level})
 
-    # ----------------------------------------------------------------------------------------- safety, budget
-    def is_safe(self, lr_factor: float, step: int) -> bool:
-        return self.unsafe_from is None or step > self.unsafe_until_step or lr_factor < self.unsafe_from
-
-    def _mark_unsafe(self, lr_factor: float, step: int):
-        if self.unsafe_from is None or step > self.unsafe_until_step or lr_factor < self.unsafe_from:
-            self.unsafe_from = lr_factor
-        self.unsafe_until_step = step + self.config.unsafe_tuning_points * self.tune_every
-
-    def _trial_budget_left(self) -> int:
-        return int(self.config.max_trial_fraction * self.total_steps) - self.trial_updates
+    def _mark_unsafe(self, level: float):
+        self.unsafe_from = level if self.unsafe_from is None else min(self.unsafe_from, level)
 
     # ----------------------------------------------------------------------------------------- state
+    _STATE_KEYS = ("level", "direction", "settled", "races_run", "race", "unsafe_from", "safe_point_step",
+                   "safe_point_monitor", "trial_updates", "rollbacks")
+
     def state_dict(self) -> dict:
         """All decisions and counters, in plain Python types (safe for `torch.load(weights_only=True)`)."""
+        state = {key: getattr(self, key) for key in self._STATE_KEYS}
+        if self.race is not None:  # float keys do not survive every serializer: store pairs
+            state["race"] = {**self.race, "losses": [[k, v] for k, v in self.race["losses"].items()]}
         return {
             "total_steps": self.total_steps,
             "config": self.config.to_dict(),
-            "multiplier": self.multiplier,
-            "exploit_scale": self.exploit_scale,
-            "unsafe_from": self.unsafe_from,
-            "unsafe_until_step": self.unsafe_until_step,
-            "last_tuned_step": self.last_tuned_step,
-            "last_reference": self.last_reference,
-            "force_tuning": self.force_tuning,
-            "trial_updates": self.trial_updates,
-            "probe_passes": self.probe_passes,
+            "monitor": self.monitor.state_dict(),
             "records": [dict(record) for record in self.records],
+            **state,
         }
 
-    def load_state_dict(self, state: dict):
-        self.__init__(LRTunerConfig(**state["config"]), state["total_steps"])
-        for key in ("multiplier", "exploit_scale", "unsafe_from", "unsafe_until_step", "last_tuned_step",
-                    "last_reference", "force_tuning", "trial_updates", "probe_passes"):
-            setattr(self, key, state[key])
-        self.records = [dict(record) for record in state["records"]]
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "LRTuner":
+        if "level" not in state:
+            raise ValueError(
+                "This tuner state was saved by hf_lrtuner 0.1, whose search was replaced by races in 0.2; its "
+                "decisions cannot be continued. Restart the run from its beginning (or from a checkpoint saved by 0.2)."
+            )
+        tuner = cls(LRTunerConfig(**state["config"]), state["total_steps"])
+        for key in cls._STATE_KEYS:
+            setattr(tuner, key, state[key])
+        if tuner.race is not None:
+            tuner.race = {**tuner.race, "losses": {k: v for k, v in state["race"]["losses"]}}
+        tuner.monitor = LossMonitor(tuner.config.collapse_fraction, state["monitor"])
+        tuner.records = [dict(record) for record in state["records"]]
+        return tuner
 
 
-class _Search:
-    """One tuning point's local search: runs candidates, keeps their scores, applies the choice rules."""
-
-    def __init__(self, tuner: LRTuner, step: int, run_trial: RunTrial, reference: Sequence[float]):
-        self.tuner = tuner
-        self.config = tuner.config
-        self.step = step
-        self.run_trial = run_trial
-        self.reference = list(reference)
-        self.reference_mean = sum(reference) / len(reference)
-        self.lr_scale = 1.0  # candidate value -> LR factor (the envelope in exploit)
-        self.scores: Dict[float, List[float]] = {}
-        self.diverged: Dict[float, bool] = {}
-
-    # -- trials
-    def _can_afford_trial(self) -> bool:
-        return self.tuner._trial_budget_left() >= self.tuner.trial_steps
-
-    def _try(self, candidate: float):
-        if candidate in self.scores or not self._can_afford_trial():
-            return
-        scores = [float(s) for s in self.run_trial(candidate * self.lr_scale)]
-        if len(scores) != len(self.reference):
-            raise ValueError(f"run_trial returned {len(scores)} probe losses; expected {len(self.reference)}.")
-        self.tuner.trial_updates += self.tuner.trial_steps
-        self.tuner.probe_passes += len(scores)
-        mean = sum(scores) / len(scores)
-        exploded = not math.isfinite(mean) or mean > self.config.divergence_ratio * self.reference_mean
-        self.scores[candidate] = scores
-        self.diverged[candidate] = exploded
-        if exploded:
-            self.tuner._mark_unsafe(candidate * self.lr_scale, self.step)
-
-    def _safe(self, candidate: float) -> bool:
-        return self.tuner.is_safe(candidate * self.lr_scale, self.step)
-
-    def _finite(self) -> List[float]:
-        return sorted(c for c in self.scores if not self.diverged[c])
-
-    def _worse(self, candidate: float, than: float) -> bool:
-        mean, stderr = paired_difference(self.scores[candidate], self.scores[than])
-        return mean > self.config.noise_tolerance * stderr
-
-    def _better(self, candidate: float, than: float) -> bool:
-        mean, stderr = paired_difference(self.scores[candidate], self.scores[than])
-        return mean < -self.config.noise_tolerance * stderr
-
-    # -- explore: the largest candidate not measurably worse than the best, and not measurably worse than no update
-    def _explore_choice(self) -> Optional[float]:
-        finite = self._finite()
-        if not finite:
-            return None
-        progressing = [c for c in finite if not self._worse_than_reference(c)] or finite
-        best = min(progressing, key=lambda c: sum(self.scores[c]))
-        return max(c for c in progressing if not self._worse(c, best))
-
-    def _worse_than_reference(self, candidate: float) -> bool:
-        mean, stderr = paired_difference(self.scores[candidate], self.reference)
-        return mean > self.config.noise_tolerance * stderr
-
-    def explore(self, multiplier: float) -> float:
-        low, high, factor = self.config.min_multiplier, self.config.max_multiplier, self.config.search_factor
-        clip = lambda value: min(high, max(low, value))  # noqa: E731
-        candidates = sorted({clip(multiplier / factor), clip(multiplier), clip(multiplier * factor)})
-        safe = [c for c in candidates if self._safe(c)]
-        if not safe:  # everything around the current level diverged recently: start below the unsafe mark
-            safe = [clip(self.tuner.unsafe_from / factor)]
-        # The current level first, then larger: if the trial budget runs short, the search can still raise the LR.
-        for candidate in sorted(safe, key=lambda c: (c != multiplier, -c)):
-            self._try(candidate)
-        for _ in range(self.config.max_search_extensions):
-            choice = self._explore_choice()
-            tried = sorted(self.scores)
-            if choice is None:
-                step_to = clip(tried[0] / factor)
-            elif choice == tried[-1]:
-                step_to = clip(choice * factor)
-            elif choice == tried[0] and len(tried) > 1:
-                step_to = clip(choice / factor)
-            else:
-                break
-            if step_to in self.scores or not self._safe(step_to) or not self._can_afford_trial():
-                break
-            self._try(step_to)
-        choice = self._explore_choice()
-        if choice is None:  # every candidate diverged: back off below the smallest one tried
-            choice = clip(min(self.scores, default=multiplier) / factor)
-        return choice
-
-    # -- exploit: decay faster than the envelope only where a lower LR is measurably better
-    def exploit(self, scale: float, envelope: float) -> float:
-        """One factor lower at most per tuning point: a lower LR that looks better over a few updates is the same
-        short-horizon comparison that the explore rule distrusts, so the decay only speeds up step by step."""
-        self.lr_scale = envelope
-        lower = max(self.config.min_multiplier, scale / self.config.search_factor)
-        self._try(scale)
-        if lower == scale:
-            return scale
-        self._try(lower)
-        if lower not in self.scores:  # the trial budget ran out
-            return scale
-        if self.diverged[lower]:
-            return max(self.config.min_multiplier, lower / self.config.search_factor)
-        return lower if self.diverged[scale] or self._better(lower, scale) else scale
-
-    # -- record
-    def record(self, phase: str, previous: float, choice: float) -> dict:
-        candidates = sorted(self.scores)
-        finite = self._finite()
-        best = min(finite, key=lambda c: sum(self.scores[c])) if finite else None
-        return {
-            "step": self.step,
-            "phase": phase,
-            "previous": previous,
-            "choice": choice,
-            "lr_factor": choice * self.lr_scale,
-            "candidates": candidates,
-            "lr_factors": [c * self.lr_scale for c in candidates],
-            "scores": [sum(self.scores[c]) / len(self.scores[c]) for c in candidates],
-            "noise": [
-                paired_difference(self.scores[c], self.scores[best])[1] if best is not None else math.nan
-                for c in candidates
-            ],
-            "diverged": [self.diverged[c] for c in candidates],
-            "reference": self.reference_mean,
-            "trial_updates": self.tuner.trial_updates,
-        }
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan

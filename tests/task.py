@@ -83,20 +83,33 @@ def train(model, optimizer, scheduler, dataset, kind, steps, batch_size=32, log=
     """Run updates `start..steps-1` with the tuner, as in the README's plain-PyTorch loop."""
     loss_fn = make_loss_fn(model, kind)
     train_step = make_train_step(model, optimizer, loss_fn)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True)
-    runner = TrialRunner(model, optimizer, scheduler, train_step, loss_fn, batches=loader)
+    runner = TrialRunner(model, optimizer, scheduler, train_step)
     log = log if log is not None else RunLog()
     for step in range(start, steps):
-        record = runner.maybe_tune()
+        log.lrs.append(scheduler.get_last_lr()[0])
+        batch = batch_at(dataset, step, batch_size)
+        loss = train_step(batch)
+        scheduler.step()
+        record = runner.after_update(batch, loss)
         if record is not None:
             log.records.append(record)
-        log.lrs.append(scheduler.get_last_lr()[0])
-        loss = train_step(batch_at(dataset, step, batch_size))
-        scheduler.step()
-        runner.check_loss(loss)
         log.losses.append(float(loss.detach()))
         log.params_finite.append(all(torch.isfinite(p).all() for p in model.parameters()))
     return log
+
+
+def linear_run(model, optimizer, dataset, kind, steps, warmup_steps, batch_size=32):
+    """The same loop under transformers' linear warmup-decay schedule; returns the LR of every update."""
+    from transformers import get_linear_schedule_with_warmup
+
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, steps)
+    train_step = make_train_step(model, optimizer, make_loss_fn(model, kind))
+    lrs = []
+    for step in range(steps):
+        lrs.append(scheduler.get_last_lr()[0])
+        train_step(batch_at(dataset, step, batch_size))
+        scheduler.step()
+    return lrs
 
 
 def eval_loss(model, dataset, kind):
@@ -112,7 +125,7 @@ def tuned_run(kind, lr, steps=300, config=None, optimizer="sgd", seed=0):
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=lr)
-    config = config or LRTunerConfig(tune_every=30, trial_steps=5, probe_batches=4, max_trial_fraction=0.5)
+    config = config or LRTunerConfig(warmup_steps=30, race_horizon=20)
     scheduler = LRTunerScheduler(opt, num_training_steps=steps, config=config)
     log = train(model, opt, scheduler, dataset, kind, steps)
     return model, scheduler, log, dataset

@@ -19,7 +19,7 @@ def test_every_group_gets_its_base_lr_times_the_multiplier():
         scheduler.step()
     assert scheduler.get_last_lr() == pytest.approx([0.05, 0.005])
     assert [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
-    scheduler.tuner.multiplier = 3.0  # as if a tuning point chose it
+    scheduler.tuner.level = 3.0  # as if a race chose it
     scheduler.apply_lr()
     assert scheduler.get_last_lr() == pytest.approx([0.15, 0.015])
     assert [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
@@ -29,7 +29,7 @@ def test_tensor_lrs_are_updated_in_place():
     param = torch.nn.Parameter(torch.zeros(2))
     optimizer = torch.optim.Adam([param], lr=torch.tensor(0.01))
     lr_tensor = optimizer.param_groups[0]["lr"]
-    scheduler = LRTunerScheduler(optimizer, num_training_steps=10, config=LRTunerConfig(warmup_steps=2, tune_every=5, trial_steps=2))
+    scheduler = LRTunerScheduler(optimizer, num_training_steps=10, config=LRTunerConfig(warmup_steps=2))
     optimizer.step()
     scheduler.step()
     assert optimizer.param_groups[0]["lr"] is lr_tensor and float(lr_tensor) == pytest.approx(0.005)
@@ -39,8 +39,6 @@ def test_budget_can_be_set_later_but_not_changed():
     optimizer = two_group_optimizer()
     scheduler = LRTunerScheduler(optimizer, config=LRTunerConfig(warmup_steps=4))
     assert scheduler.num_training_steps is None and scheduler.get_last_lr() == [0.0, 0.0]
-    with pytest.raises(RuntimeError, match="no budget yet"):
-        scheduler.is_tuning_point()
     scheduler.set_num_training_steps(40)
     assert scheduler.num_training_steps == 40
     with pytest.raises(ValueError, match="built for 40 updates but training runs 50"):

@@ -1,182 +1,196 @@
-"""The algorithm core on synthetic scores: choice rules, envelope, safety, state."""
+"""The algorithm core on synthetic losses: races, margins, the plan, the schedule, the loss monitor, state."""
 
+import io
 import math
 
 import pytest
+import torch
+from transformers import get_linear_schedule_with_warmup
 
 from hf_lrtuner import LRTuner, LRTunerConfig
+from hf_lrtuner.tuner import LossMonitor
 
-NOISE = [0.04, -0.03, 0.05, -0.06]  # per-probe-batch noise shared by all candidates (common random numbers)
+NOISE = [0.03, -0.02, 0.04, -0.05, 0.01, -0.03, 0.02, 0.0, -0.01, 0.05]  # per-batch noise shared by every arm
 
 
 def make_tuner(total_steps=1000, **overrides):
-    settings = dict(tune_every=100, trial_steps=5, probe_batches=4, max_search_extensions=0, max_trial_fraction=1.0)
+    settings = dict(race_horizon=20, warmup_steps=0)
     settings.update(overrides)
     return LRTuner(LRTunerConfig(**settings), total_steps)
 
 
-def scores_from(curve, noise_per_candidate=None):
-    """A `run_trial` whose per-batch loss is `curve(lr_factor)` plus noise; records the factors it was asked for."""
-    asked = []
-
-    def run_trial(lr_factor):
-        asked.append(lr_factor)
-        extra = noise_per_candidate(lr_factor) if noise_per_candidate else [0.0] * 4
-        return [curve(lr_factor) + n + e for n, e in zip(NOISE, extra)]
-
-    run_trial.asked = asked
-    return run_trial
+def arm_losses(level_loss, horizon=20, jitter=0.0):
+    """Per-update losses of an arm whose late-race loss is `level_loss`, with the batch noise every arm shares."""
+    return [level_loss + NOISE[i % len(NOISE)] + jitter * ((-1) ** i) for i in range(horizon)]
 
 
-REFERENCE = [2.0, 2.0, 2.0, 2.0]
+def run_race(tuner, step, loss_of_level, jitter_of_level=lambda level: 0.0):
+    """Drive one race as a runner would: the incumbent's losses, then each challenger's."""
+    tuner.start_race(step)
+    race = tuner.race
+    incumbent = arm_losses(loss_of_level(race["incumbent"]), tuner.horizon)
+    for level in race["challengers"]:
+        losses = arm_losses(loss_of_level(level), tuner.horizon, jitter_of_level(level))
+        tuner.score_challenger(level, losses, incumbent)
+    return tuner.finish_race(race["end"], incumbent)
 
 
-def test_explore_picks_the_largest_candidate_equal_within_noise():
-    # The smallest candidate has the lowest mean score, but only by less than the paired noise: a greedy
-    # lowest-score rule would take it; LRTuner takes the largest one.
-    jitter = {0.5: [0.0, 0.0, 0.0, 0.0], 1.0: [0.03, -0.02, 0.01, 0.0], 2.0: [0.05, -0.04, 0.03, -0.01]}
+def test_a_tie_keeps_the_incumbent_and_settles_the_level():
     tuner = make_tuner()
-    record = tuner.tune(0, scores_from(lambda lr: 1.0, lambda lr: jitter[lr]), REFERENCE)
-    assert record["scores"][0] == min(record["scores"])
-    assert record["choice"] == 2.0
-    assert tuner.multiplier == 2.0
+    record = run_race(tuner, 0, lambda level: 1.0, lambda level: 0.01 if level > 1 else 0.0)
+    assert record["levels"] == [1.0, 0.5, 2.0] and record["choice"] == 1.0
+    assert tuner.level == 1.0 and tuner.settled
+    assert not tuner.race_starts_at(20) and tuner.next_challengers() == []
 
 
-def test_explore_picks_the_best_when_the_larger_is_clearly_worse():
-    curve = {0.5: 1.0, 1.0: 0.9, 2.0: 1.4}
+def test_a_clearly_better_challenger_takes_over_and_the_next_race_continues_its_way():
     tuner = make_tuner()
-    record = tuner.tune(0, scores_from(lambda lr: curve[lr]), REFERENCE)
-    assert record["choice"] == 1.0
-    assert record["candidates"] == [0.5, 1.0, 2.0]
+    curve = {0.5: 1.3, 1.0: 1.2, 2.0: 1.0, 4.0: 0.95, 8.0: 0.96}
+    record = run_race(tuner, 0, curve.get)
+    assert record["choice"] == 2.0 and tuner.direction == 1
+    assert tuner.next_challengers() == [4.0]  # one challenger: upward only
+    assert run_race(tuner, 20, curve.get)["choice"] == 4.0
+    record = run_race(tuner, 40, curve.get)  # 8.0 is no better than 4.0: the level settles
+    assert record["levels"] == [4.0, 8.0] and record["choice"] == 4.0 and tuner.settled
+    assert tuner.trial_updates == 4 * tuner.horizon
 
 
-def test_explore_extends_the_search_beyond_the_edge():
-    tuner = make_tuner(max_search_extensions=3)
-    run_trial = scores_from(lambda lr: 1.0 / (1.0 + lr))  # larger is always better: keep climbing
-    tuner.tune(0, run_trial, REFERENCE)
-    assert run_trial.asked == [1.0, 2.0, 0.5, 4.0, 8.0, 16.0]  # current level first, then larger
-    assert tuner.multiplier == 16.0
+def test_a_challenger_must_win_by_the_margin():
+    # Better on average by 0.004 of a loss of 1.0: below min_improvement (0.5%), so the user's LR stays.
+    tuner = make_tuner(race_margin=0.0)
+    assert run_race(tuner, 0, lambda level: 1.0 - 0.004 * (level > 1))["choice"] == 1.0
+    # Better by 2%, but with paired noise so large that it is within race_margin standard errors.
+    tuner = make_tuner(min_improvement=0.0)
+    noisy = run_race(tuner, 0, lambda level: 1.0 - 0.02 * (level > 1), lambda level: 0.3 if level > 1 else 0.0)
+    assert noisy["choice"] == 1.0
+    tuner = make_tuner(min_improvement=0.0)
+    assert run_race(tuner, 0, lambda level: 1.0 - 0.02 * (level > 1))["choice"] == 2.0
 
 
-def test_explore_stays_within_lr_bounds():
-    tuner = make_tuner(max_search_extensions=5, max_multiplier=3.0)
-    run_trial = scores_from(lambda lr: 1.0 / (1.0 + lr))
-    tuner.tune(0, run_trial, REFERENCE)
-    assert max(run_trial.asked) == 3.0 and tuner.multiplier == 3.0
-
-
-def test_candidates_that_do_not_improve_on_the_current_state_are_not_chosen():
-    # 1.0 is equal to the best (0.5) within noise, but measurably worse than no update at all (the reference).
-    per_batch = {0.5: [0.6, 1.2, 0.6, 1.2], 1.0: [1.05] * 4, 2.0: [1.4] * 4}
+def test_the_better_of_two_winning_challengers_is_chosen():
     tuner = make_tuner()
-    record = tuner.tune(0, lambda lr: per_batch[lr], [1.0] * 4)
-    assert record["choice"] == 0.5
+    record = run_race(tuner, 0, {0.5: 0.8, 1.0: 1.0, 2.0: 0.9}.get)
+    assert record["choice"] == 0.5 and tuner.direction == -1
 
 
-def test_a_diverged_trial_marks_that_lr_and_larger_ones_unsafe_for_a_while():
-    tuner = make_tuner(unsafe_tuning_points=2)
-    curve = lambda lr: math.inf if lr >= 2.0 else 1.0 - 0.1 * lr  # noqa: E731
-    record = tuner.tune(0, scores_from(curve), REFERENCE)
-    assert record["diverged"] == [False, False, True] and record["choice"] == 1.0
-    tuner.multiplier = 4.0  # even if the multiplier were pushed up, unsafe LRs are not tried again...
-    run_trial = scores_from(lambda lr: 1.0 - 0.1 * lr)
-    tuner.tune(100, run_trial, REFERENCE)
-    assert max(run_trial.asked) < 2.0
-    run_trial = scores_from(lambda lr: 1.0 - 0.1 * lr)
-    tuner.tune(300, run_trial, REFERENCE)  # ...until the mark expires
-    assert max(run_trial.asked) >= 2.0
-
-
-def test_an_exploding_but_finite_trial_counts_as_diverged():
-    tuner = make_tuner(divergence_ratio=1.5)
-    curve = {0.5: 1.0, 1.0: 0.9, 2.0: 3.5}  # 3.5 > 1.5 * reference 2.0
-    record = tuner.tune(0, scores_from(lambda lr: curve[lr]), REFERENCE)
-    assert record["diverged"] == [False, False, True]
-    assert not tuner.is_safe(2.0, 0) and tuner.is_safe(1.0, 0)
-
-
-def test_when_every_candidate_diverges_the_lr_backs_off_below_them():
-    tuner = make_tuner(max_search_extensions=2)
-    run_trial = scores_from(lambda lr: math.inf if lr > 0.1 else 1.0)
-    tuner.tune(0, run_trial, REFERENCE)
-    assert run_trial.asked == [1.0, 2.0, 0.5, 0.25, 0.125]
-    assert tuner.multiplier == 0.0625
-
-
-def test_schedule_warmup_explore_exploit_and_zero_at_the_end():
-    tuner = make_tuner(total_steps=100, warmup_steps=10, tune_every=20, explore_fraction=0.5)
-    assert [tuner.multiplier_at(s) for s in (0, 5, 10, 49)] == [0.0, 0.5, 1.0, 1.0]
-    assert tuner.multiplier_at(50) == 1.0 and tuner.multiplier_at(75) == 0.5
-    assert tuner.multiplier_at(100) == 0.0
-    assert [tuner.phase(s) for s in (0, 10, 50)] == ["warmup", "explore", "exploit"]
-
-
-def test_exploit_never_goes_above_the_envelope_and_decays_faster_only_when_measurably_better():
-    tuner = make_tuner(total_steps=1000, explore_fraction=0.5, max_search_extensions=2)
-    # equal scores: keep the envelope
-    record = tuner.tune(500, scores_from(lambda lr: 1.0), REFERENCE)
-    assert record["choice"] == 1.0 and tuner.multiplier_at(600) == tuner.envelope(600)
-    # a lower LR is clearly better: decay faster, by one factor per tuning point
-    for step, expected_scale in ((600, 0.5), (700, 0.25)):
-        run_trial = scores_from(lambda lr: 1.0 + lr)
-        tuner.tune(step, run_trial, REFERENCE)
-        assert all(lr <= tuner.envelope(step) for lr in run_trial.asked)
-        assert tuner.exploit_scale == expected_scale
-    assert all(tuner.multiplier_at(s) <= tuner.envelope(s) for s in range(500, 1001))
-
-
-def test_exploit_backs_off_when_the_envelope_lr_diverges():
-    tuner = make_tuner(total_steps=1000, explore_fraction=0.5)
-    envelope = tuner.envelope(500)
-    record = tuner.tune(500, scores_from(lambda lr: math.inf if lr > 0.6 * envelope else 1.0), REFERENCE)
-    assert record["diverged"] == [False, True] and tuner.exploit_scale == 0.5
-
-
-def test_tuning_points_respect_interval_trial_budget_and_end_of_run():
-    tuner = make_tuner(total_steps=1000, tune_every=100, max_trial_fraction=0.055)  # 55 trial updates in all
-    assert tuner.is_tuning_point(0) and not tuner.is_tuning_point(50)
-    tuner.tune(0, scores_from(lambda lr: 1.0), REFERENCE)
-    assert not tuner.is_tuning_point(0)  # already done at this step
-    assert tuner.trial_updates == 15
-    tuner.tune(100, scores_from(lambda lr: 1.0), REFERENCE)
-    tuner.tune(200, scores_from(lambda lr: 1.0), REFERENCE)
-    assert tuner.trial_updates == 45 and not tuner.is_tuning_point(300)  # 10 left: not enough for 3 candidates
-    assert not make_tuner(total_steps=1000).is_tuning_point(998)  # a trial would run past the budget
-
-
-def test_diverged_since_last_tuning_compares_reference_losses():
-    tuner = make_tuner(divergence_ratio=1.5)
-    tuner.tune(0, scores_from(lambda lr: 1.0), [1.0, 1.0, 1.0, 1.0])
-    assert not tuner.diverged_since_last_tuning([1.4, 1.4, 1.4, 1.4])
-    assert tuner.diverged_since_last_tuning([1.6, 1.6, 1.6, 1.6])
-    assert tuner.diverged_since_last_tuning([1.0, math.nan, 1.0, 1.0])
-
-
-def test_back_off_lowers_the_lr_marks_it_unsafe_and_forces_a_tuning_point():
+def test_a_diverged_challenger_loses_and_its_level_and_above_stay_unsafe():
     tuner = make_tuner()
-    tuner.back_off(42)
-    assert tuner.multiplier == 0.5 and not tuner.is_safe(1.0, 42)
-    assert tuner.is_tuning_point(43)
+    tuner.start_race(0)
+    incumbent = arm_losses(1.0)
+    assert tuner.score_challenger(0.5, arm_losses(0.8), incumbent)  # 0.5 leads
+    assert not tuner.score_challenger(2.0, [1.0, 1.5, math.inf], incumbent)
+    record = tuner.finish_race(20, incumbent)
+    assert record["diverged"] == [False, False, True] and tuner.unsafe_from == 2.0
+    assert tuner.trial_updates == 20 + 3  # a stopped challenger costs only the updates it ran
+    tuner.direction, tuner.level = 1, 1.0
+    assert tuner.next_challengers() == []  # 2.0 is unsafe
 
 
-def test_state_dict_round_trip_keeps_every_decision():
-    tuner = make_tuner(max_search_extensions=2)
-    tuner.tune(0, scores_from(lambda lr: math.inf if lr > 3 else 1.0 / (1.0 + lr)), REFERENCE)
-    restored = make_tuner(total_steps=7)  # a different budget: the state carries its own
-    restored.load_state_dict(tuner.state_dict())
+def test_races_respect_the_plan_the_budget_and_race_until():
+    tuner = make_tuner(total_steps=200, race_horizon=30, max_races=2, race_until=0.5)
+    assert tuner.trial_budget == 3 * 30
+    assert tuner.race_starts_at(0) and tuner.race_starts_at(70) and not tuner.race_starts_at(71)
+    curve = {0.5: 2.0, 1.0: 1.5, 2.0: 1.0, 4.0: 0.5}
+    run_race(tuner, 0, curve.get)
+    run_race(tuner, 30, curve.get)
+    assert tuner.races_run == 2 and not tuner.race_starts_at(60)  # max_races reached, though 4.0 is better still
+    assert tuner.level == 4.0
+
+
+def test_a_race_is_not_started_when_its_challengers_do_not_fit_the_budget():
+    tuner = make_tuner(max_races=1)
+    tuner.trial_updates = tuner.trial_budget - 20  # room for one challenger, the first race has two
+    assert not tuner.race_starts_at(0)
+
+
+def test_levels_stay_within_the_bounds():
+    tuner = make_tuner(max_multiplier=3.0)
+    tuner.level, tuner.direction = 2.0, 1
+    assert tuner.next_challengers() == [3.0]
+    tuner.level = 3.0
+    assert tuner.next_challengers() == []
+
+
+def test_the_schedule_is_trainers_linear_warmup_decay_scaled_by_the_level():
+    tuner = make_tuner(total_steps=100, warmup_steps=10)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    linear = get_linear_schedule_with_warmup(optimizer, 10, 100)
+    for step in range(101):
+        assert tuner.multiplier_at(step) == pytest.approx(linear.lr_lambdas[0](step), abs=1e-12)
+    tuner.level = 3.0
+    assert tuner.multiplier_at(50) == pytest.approx(3.0 * linear.lr_lambdas[0](50))
+    knee = make_tuner(total_steps=100, warmup_steps=10, explore_fraction=0.5)
+    assert [knee.phase(s) for s in (5, 10, 49, 50)] == ["warmup", "stable", "stable", "decay"]
+    assert knee.multiplier_at(30) == 1.0 and knee.multiplier_at(75) == 0.5 and knee.multiplier_at(100) == 0.0
+
+
+def feed(monitor, losses):
+    return [monitor.update(loss) for loss in losses]
+
+
+def test_monitor_sees_a_collapse_to_a_constant_predictor():
+    # A 10-class classifier learns (2.30 -> 0.6), then collapses back to the uniform prediction: loss ln 10, finite.
+    monitor = LossMonitor(collapse_fraction=0.5)
+    learning = [2.30 - 1.7 * min(1.0, i / 40) + 0.05 * NOISE[i % 10] for i in range(80)]
+    assert not any(feed(monitor, learning))
+    assert any(feed(monitor, [math.log(10)] * 15))
+
+
+def test_monitor_is_well_conditioned_near_zero_loss():
+    # The release's ratio test called 0.023-0.032 against 0.009 a divergence; against the progress from 2.3 it is not.
+    monitor = LossMonitor(collapse_fraction=0.5)
+    feed(monitor, [2.3 * 0.9**i + 0.009 for i in range(100)])
+    assert not any(feed(monitor, [0.023, 0.032, 0.027, 0.03, 0.025] * 4))
+
+
+def test_monitor_ignores_noise_and_flags_non_finite_losses():
+    monitor = LossMonitor(collapse_fraction=0.5)
+    flat = [1.0 + 0.2 * NOISE[i % 10] * 10 for i in range(300)]  # no progress, noisy: never a divergence
+    assert not any(feed(monitor, flat))
+    assert monitor.update(math.nan) and monitor.update(math.inf)
+
+
+def test_monitor_sees_a_loss_that_climbs_from_the_start():
+    monitor = LossMonitor(collapse_fraction=0.5)
+    flags = feed(monitor, [1.0 + 0.01 * NOISE[i % 10] + (0.05 * (i - 15) if i > 15 else 0.0) for i in range(40)])
+    assert not any(flags[:15]) and any(flags)
+
+
+def test_back_off_lowers_the_level_marks_it_unsafe_and_plans_a_race_downward():
+    tuner = make_tuner()
+    tuner.level, tuner.settled = 4.0, True
+    tuner.back_off(step=37)
+    assert tuner.level == 2.0 and tuner.unsafe_from == 4.0 and tuner.rollbacks == 1
+    assert tuner.next_challengers() == [1.0]
+    assert tuner.records[-1] == {"step": 37, "rollback_to": 0, "choice": 2.0}
+    tuner.level = tuner.config.min_multiplier
+    with pytest.raises(FloatingPointError, match="lowest LR multiplier"):
+        tuner.back_off(step=40)
+
+
+def test_state_dict_round_trip_inside_a_race_with_weights_only():
+    tuner = make_tuner()
+    run_race(tuner, 0, {0.5: 1.3, 1.0: 1.2, 2.0: 1.0}.get)
+    tuner.start_race(20)
+    tuner.score_challenger(4.0, arm_losses(0.9), arm_losses(1.0))
+    buffer = io.BytesIO()
+    torch.save(tuner.state_dict(), buffer)
+    buffer.seek(0)
+    restored = LRTuner.from_state_dict(torch.load(buffer, weights_only=True))
     assert restored.state_dict() == tuner.state_dict()
-    assert [restored.multiplier_at(s) for s in range(0, 1000, 50)] == [tuner.multiplier_at(s) for s in range(0, 1000, 50)]
+    assert restored.race["losses"] == {4.0: arm_losses(0.9)}
+    for step in range(0, 1001, 50):
+        assert restored.multiplier_at(step) == tuner.multiplier_at(step)
+
+
+def test_a_state_saved_by_the_first_release_is_refused_with_a_reason():
+    old = {"total_steps": 100, "config": {}, "multiplier": 2.0, "exploit_scale": 1.0, "records": []}
+    with pytest.raises(ValueError, match="replaced by races"):
+        LRTuner.from_state_dict(old)
 
 
 def test_budget_must_be_positive():
-    with pytest.raises(ValueError, match="total_steps=0"):
+    with pytest.raises(ValueError, match="budget"):
         LRTuner(LRTunerConfig(), 0)
-    with pytest.raises(ValueError, match="warmup_steps=20 exceeds the budget of 10"):
+    with pytest.raises(ValueError, match="warmup_steps"):
         LRTuner(LRTunerConfig(warmup_steps=20), 10)
-
-
-def test_tuning_points_start_at_step_0_or_at_the_end_of_warmup():
-    tuner = make_tuner(total_steps=1000, warmup_steps=30, tune_during_warmup=False)
-    assert [s for s in range(200) if tuner.is_tuning_point(s)] == [30, 130]
-    tuner = make_tuner(total_steps=1000, warmup_steps=30)
-    assert [s for s in range(200) if tuner.is_tuning_point(s)] == [0, 100]
