@@ -7,10 +7,12 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-# Default race horizon: this share of the budget, but never fewer than MIN_DEFAULT_HORIZON updates (measured on the
-# fresh-head tier of the tuner suite; `docs/method.md`, "Horizon").
-DEFAULT_HORIZON_FRACTION = 0.05
+# Default race horizon: this share of the budget, but never fewer than MIN_DEFAULT_HORIZON updates. On the fresh-head
+# tier of the tuner suite, races shorter than 0.1-0.2 of the budget pick 2-8x too large an LR (`docs/method.md`,
+# "Horizon"). A lower LR that wins a short race wins against that bias, so downward challengers race a quarter as long.
+DEFAULT_HORIZON_FRACTION = 0.2
 MIN_DEFAULT_HORIZON = 20
+DOWN_HORIZON_SHARE = 0.25
 
 
 @dataclass
@@ -27,12 +29,16 @@ class LRTunerConfig:
             Share of the budget held at the tuned LR before the linear decay to zero starts (the explore-exploit "Knee"
             schedule). 0 gives Trainer's `linear` schedule: decay right after warmup. In [0, 1].
         race_horizon (`int`, *optional*):
-            Updates each race lasts: the real run and every challenger train this long on the same batches before
-            they are compared. Defaults to 5% of the budget, at least 20 updates.
+            Updates an upward race lasts: the real run and a larger-LR challenger train this long on the same batches
+            before they are compared. Defaults to 20% of the budget, at least 20 updates.
+        down_horizon (`int`, *optional*):
+            Updates a downward race lasts. Short races favour larger LRs, so a smaller LR that wins a short one is
+            better still; defaults to a quarter of `race_horizon` (at least 5 updates).
         max_races (`int`, *optional*, defaults to 4):
-            Races per run at most. The first race has two challengers (one factor down and up), each later one a
-            single challenger that continues in the direction the previous race moved; a race the incumbent wins
-            settles the LR. The whole plan, `(max_races + 1) * race_horizon` trial updates, is the trial budget.
+            Races per run at most. The first race has two challengers (one factor down, judged at `down_horizon`, and
+            one up, judged at `race_horizon`); each later one a single challenger that continues in the direction the
+            previous race moved. A race the incumbent wins settles the LR. The trial budget is the whole plan:
+            `down_horizon + max_races * race_horizon` updates.
         race_factor (`float`, *optional*, defaults to 2.0):
             Ratio between the incumbent LR and a challenger: the most a race can change the LR. Must be > 1.
         race_margin (`float`, *optional*, defaults to 2.0):
@@ -40,7 +46,7 @@ class LRTunerConfig:
             by more than this many standard errors of the paired per-update difference.
         min_improvement (`float`, *optional*, defaults to 0.005):
             ... and lower by more than this share of the incumbent's mean loss: a tie keeps the user's LR.
-        race_until (`float`, *optional*, defaults to 0.5):
+        race_until (`float`, *optional*, defaults to 0.6):
             No race ends later than this share of the budget: late changes cannot pay back their cost. In (0, 1].
         collapse_fraction (`float`, *optional*, defaults to 0.5):
             Training counts as diverged when its smoothed loss has given back this share of the progress made
@@ -57,11 +63,12 @@ class LRTunerConfig:
     warmup_steps: int = 0
     explore_fraction: float = 0.0
     race_horizon: Optional[int] = None
+    down_horizon: Optional[int] = None
     max_races: int = 4
     race_factor: float = 2.0
     race_margin: float = 2.0
     min_improvement: float = 0.005
-    race_until: float = 0.5
+    race_until: float = 0.6
     collapse_fraction: float = 0.5
     min_multiplier: float = 0.01
     max_multiplier: float = 100.0
@@ -70,8 +77,9 @@ class LRTunerConfig:
     def __post_init__(self):
         _check_int(self, "warmup_steps", minimum=0)
         _check_float(self, "explore_fraction", low=0.0, high=1.0, closed="[0, 1]")
-        if self.race_horizon is not None:
-            _check_int(self, "race_horizon", minimum=2)
+        for name in ("race_horizon", "down_horizon"):
+            if getattr(self, name) is not None:
+                _check_int(self, name, minimum=2)
         _check_int(self, "max_races", minimum=0)
         _check_float(self, "race_factor", low=1.0, high=math.inf, closed="(1, inf)", include_low=False)
         _check_float(self, "race_margin", low=0.0, high=math.inf, closed="[0, inf)")
@@ -83,10 +91,16 @@ class LRTunerConfig:
         _check_int(self, "seed", minimum=0)
 
     def resolve_race_horizon(self, total_steps: int) -> int:
-        """Updates per race for a budget of `total_steps` updates."""
+        """Updates per upward race for a budget of `total_steps` updates."""
         if self.race_horizon is not None:
             return self.race_horizon
         return max(MIN_DEFAULT_HORIZON, round(DEFAULT_HORIZON_FRACTION * total_steps))
+
+    def resolve_down_horizon(self, total_steps: int) -> int:
+        """Updates per downward race for a budget of `total_steps` updates."""
+        if self.down_horizon is not None:
+            return self.down_horizon
+        return max(5, round(DOWN_HORIZON_SHARE * self.resolve_race_horizon(total_steps)))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

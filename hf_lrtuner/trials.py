@@ -23,9 +23,9 @@ class TrialRunner:
     """Runs the races and roll-backs of an [`LRTunerScheduler`] around the updates of a training loop.
 
     Call `after_update(batch, loss)` after every update and `scheduler.step()`. When a race starts, the runner
-    snapshots the training state and keeps the batches of the next `race_horizon` updates. When it ends, each
-    challenger LR replays those same batches from the snapshot with `train_step` (under the schedule the run follows,
-    warmup ramp included), and the tuner compares the arms' losses. Training continues from the winning branch, so the
+    snapshots the training state and keeps the batches of the updates that follow. When a challenger's horizon is
+    reached, it replays those same batches from the snapshot with `train_step` (under the schedule the run follows,
+    warmup ramp included), and the tuner compares its losses with the real run's. Training continues from the winning branch, so the
     model, optimizer and scaler state may be replaced in place. A loss that is non-finite, or that shows training
     collapsing (see [`LossMonitor`]), rolls the state back to the last safe point and lowers the LR, at any update.
 
@@ -112,7 +112,14 @@ class TrialRunner:
             self.race_losses.append(value)
         if tuner.observe(value):
             return self._roll_back()
-        record = self._finish_race() if tuner.race_ends_at(self.step) else None
+        record = None
+        due = tuner.challengers_due(self.step)
+        if due:
+            self._race_challengers(due)
+            if tuner.race_decided(self.step):
+                record = tuner.finish_race(self.step, self.race_losses)
+                self.scheduler.apply_lr()
+                self.race_batches, self.race_losses = [], []
         self._maybe_start_race()
         return record
 
@@ -127,24 +134,21 @@ class TrialRunner:
             self.safe_point.capture()
             tuner.mark_safe_point(step)
 
-    def _finish_race(self) -> dict:
+    def _race_challengers(self, levels: List[float]):
+        """Replay `levels` from the race's snapshot over the batches so far; leave the state of the leading arm."""
         tuner = self.tuner
         race = tuner.race
-        self.leader.capture()  # the incumbent's branch: the real run
+        self.leader.capture()  # the real run: it leads until a challenger beats it
         leader_is_current = True
-        for index, level in enumerate(race["challengers"]):
+        for index, level in enumerate(levels):
             self.safe_point.restore()
             losses = self._replay(level, race["start"])
             leads = tuner.score_challenger(level, losses, self.race_losses)
-            if leads and index < len(race["challengers"]) - 1:
+            if leads and index < len(levels) - 1:
                 self.leader.capture()
             leader_is_current = leads
         if not leader_is_current:
             self.leader.restore()
-        record = tuner.finish_race(self.step, self.race_losses)
-        self.scheduler.apply_lr()
-        self.race_batches, self.race_losses = [], []
-        return record
 
     def _replay(self, level: float, start: int) -> List[float]:
         """Train the race's batches from its start at `level`, as the run would have; stop at a divergence."""

@@ -114,8 +114,9 @@ class LRTuner:
         self.config = config
         self.total_steps = total_steps
         self.horizon = config.resolve_race_horizon(total_steps)
+        self.down_horizon = config.resolve_down_horizon(total_steps)
         self.decay_start = min(total_steps, max(config.warmup_steps, round(config.explore_fraction * total_steps)))
-        self.trial_budget = (config.max_races + 1) * self.horizon
+        self.trial_budget = self.down_horizon + config.max_races * self.horizon
         self.level = 1.0
         self.direction = 0  # 0: the next race tries both directions; +1/-1: it continues upward/downward
         self.settled = False
@@ -162,63 +163,83 @@ class LRTuner:
                 levels.append(level)
         return levels
 
+    def horizon_of(self, level: float) -> int:
+        """Updates a challenger at `level` races for: downward challengers are judged earlier."""
+        return self.down_horizon if level < self.level else self.horizon
+
     def race_starts_at(self, step: int) -> bool:
         """Whether a race starts before the update that follows `step` completed updates."""
         if self.race is not None:
             return False
         challengers = self.next_challengers()
-        end = step + self.horizon
+        horizons = [self.horizon_of(level) for level in challengers]
         return (
             bool(challengers)
-            and end <= min(self.total_steps, self.config.race_until * self.total_steps)
-            and self.trial_updates + len(challengers) * self.horizon <= self.trial_budget
+            and step + max(horizons) <= min(self.total_steps, self.config.race_until * self.total_steps)
+            and self.trial_updates + sum(horizons) <= self.trial_budget
         )
 
     def start_race(self, step: int):
-        """Open a race at `step`; the runner snapshots the state and keeps the next `horizon` batches."""
+        """Open a race at `step`; the runner snapshots the state and keeps the batches of the race's updates."""
         if not self.race_starts_at(step):
             raise RuntimeError(f"No race can start at step {step}.")
+        challengers = self.next_challengers()
+        horizons = [self.horizon_of(level) for level in challengers]
         self.race = {
             "start": step,
-            "end": step + self.horizon,
+            "end": step + max(horizons),
             "incumbent": self.level,
-            "challengers": self.next_challengers(),
+            "challengers": challengers,
+            "horizons": horizons,
             "monitor": self.monitor.state_dict(),
             "losses": {},  # level -> per-update losses of the challengers run so far
             "leader": self.level,
         }
         self.mark_safe_point(step)
 
-    def race_ends_at(self, step: int) -> bool:
-        return self.race is not None and step == self.race["end"]
+    def challengers_due(self, step: int) -> List[float]:
+        """Challengers whose race horizon ends at `step`: the runner replays them now."""
+        race = self.race
+        if race is None:
+            return []
+        return [level for level, h in zip(race["challengers"], race["horizons"]) if race["start"] + h == step]
+
+    def race_decided(self, step: int) -> bool:
+        """Whether the race is over at `step`: a challenger leads, or the longest horizon has been reached."""
+        race = self.race
+        return race is not None and (race["leader"] != race["incumbent"] or step >= race["end"])
 
     def challenger_monitor(self) -> LossMonitor:
         """A divergence monitor for one challenger: the run's own, as it was when the race started."""
         return LossMonitor(self.config.collapse_fraction, self.race["monitor"])
 
-    def _window(self, losses: Sequence[float]) -> List[float]:
-        return list(losses[self.horizon // 2 :])
+    @staticmethod
+    def _window(losses: Sequence[float]) -> List[float]:
+        """The second half of an arm's race: its early losses say more about the LR's speed than its outcome."""
+        return list(losses[len(losses) // 2 :])
 
     def _beats(self, losses: Sequence[float], than: Sequence[float]) -> bool:
         mean, stderr = paired_difference(self._window(losses), self._window(than))
-        reference = abs(sum(self._window(than)) / len(self._window(than)))
+        reference = abs(_mean(self._window(than)))
         return mean < -max(self.config.race_margin * stderr, self.config.min_improvement * reference)
 
     def score_challenger(self, level: float, losses: Sequence[float], incumbent_losses: Sequence[float]) -> bool:
-        """Record a challenger's per-update losses (fewer than `horizon` when it diverged and was stopped); returns
-        whether it now leads the race, so the runner keeps its branch."""
+        """Record a challenger's per-update losses (fewer than its horizon when it diverged and was stopped), against
+        the incumbent's losses over the same updates; returns whether it now leads the race, so the runner keeps its
+        branch."""
         race = self.race
+        horizon = race["horizons"][race["challengers"].index(level)]
         losses = [float(loss) for loss in losses]
+        incumbent_losses = [float(loss) for loss in incumbent_losses[:horizon]]
         self.trial_updates += len(losses)
         race["losses"][level] = losses
-        diverged = len(losses) < self.horizon or not all(math.isfinite(loss) for loss in losses)
-        if diverged:
+        if len(losses) < horizon or not all(math.isfinite(loss) for loss in losses):
             self._mark_unsafe(level)
             return False
         if not self._beats(losses, incumbent_losses):
             return False
         leader = race["leader"]
-        if leader != race["incumbent"] and sum(self._window(losses)) >= sum(self._window(race["losses"][leader])):
+        if leader != race["incumbent"] and _mean(self._window(losses)) >= _mean(self._window(race["losses"][leader])):
             return False
         race["leader"] = level
         return True
@@ -238,19 +259,23 @@ class LRTuner:
             self.settled = True
         self.races_run += 1
         levels = [race["incumbent"], *race["challengers"]]
+        horizons = [step - race["start"], *race["horizons"]]
         arms = {race["incumbent"]: incumbent_losses, **race["losses"]}
+
+        def compared(level, horizon):
+            if level not in arms or len(arms[level]) < horizon:
+                return [math.nan, math.nan]
+            return list(paired_difference(self._window(arms[level]), self._window(incumbent_losses[:horizon])))
+
         record = {
             "step": race["start"],
             "end_step": step,
             "incumbent": race["incumbent"],
             "levels": levels,
+            "horizons": horizons,
             "scores": [_mean(self._window(arms[level])) if level in arms else math.nan for level in levels],
-            "differences": [
-                list(paired_difference(self._window(arms[level]), self._window(incumbent_losses)))
-                if level in arms and len(arms[level]) == self.horizon else [math.nan, math.nan]
-                for level in levels
-            ],
-            "diverged": [level in arms and len(arms[level]) < self.horizon for level in levels],
+            "differences": [compared(level, horizon) for level, horizon in zip(levels, horizons)],
+            "diverged": [level in arms and len(arms[level]) < h for level, h in zip(levels, horizons)],
             "choice": self.level,
             "trial_updates": self.trial_updates,
         }

@@ -1,6 +1,6 @@
 """Run by test_distributed.py under `torchrun --nproc_per_node 2`: a Trainer run with LRTuner on CPU (gloo).
 
-Each rank writes the LR it applied at every update, and its tuning records, to `<output_dir>/rank<k>.json`.
+Each rank writes the LR it applied at every update, and its race records, to `<output_dir>/rank<k>.json`.
 """
 
 import json
@@ -30,7 +30,7 @@ def main(output_dir):
     # Different data on each rank, so that only reduced values can make the decisions agree.
     trainer = LRTunerTrainer(
         model=tiny_bert(), args=args, train_dataset=CountTask(n=512, seed=0), callbacks=[recorder],
-        lrtuner_config=LRTunerConfig(tune_every=10, trial_steps=3, probe_batches=2, max_trial_fraction=1.0),
+        lrtuner_config=LRTunerConfig(race_horizon=5, race_margin=0.0, min_improvement=0.0),
     )
     trainer.train()
     result = {

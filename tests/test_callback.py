@@ -10,7 +10,7 @@ from transformers import Trainer, TrainerCallback
 from hf_lrtuner import LRTunerCallback, LRTunerConfig, LRTunerScheduler, LRTunerTrainer
 from trainer_task import CountTask, tiny_args, tiny_bert
 
-CONFIG = LRTunerConfig(tune_every=10, trial_steps=3, probe_batches=2, max_trial_fraction=0.5)
+CONFIG = LRTunerConfig(race_horizon=10)
 
 
 class RecordGroupLRs(TrainerCallback):
@@ -39,28 +39,56 @@ def user_optimizer_trainer(tmp_path, optimizer_cls=torch.optim.AdamW, callbacks=
     return trainer, scheduler
 
 
+def level_of_update(tuner, update):
+    """The level the real run trained update `update` at: the choice of the last race that had ended by then."""
+    return ([1.0] + [r["choice"] for r in tuner.records if r["end_step"] <= update])[-1]
+
+
 @pytest.mark.parametrize("optimizer_cls", [torch.optim.AdamW, torch.optim.SGD])
-def test_user_optimizer_and_scheduler_tune_log_and_count(tmp_path, optimizer_cls):
-    trainer, scheduler = user_optimizer_trainer(tmp_path, optimizer_cls, learning_rate=1e-3 if optimizer_cls is torch.optim.AdamW else 1e-2)
+def test_user_optimizer_and_scheduler_race_log_and_count(tmp_path, optimizer_cls):
+    recorder = RecordGroupLRs()
+    lr = 1e-4 if optimizer_cls is torch.optim.AdamW else 1e-3  # 10x low: races raise it
+    trainer, scheduler = user_optimizer_trainer(tmp_path, optimizer_cls, callbacks=[recorder], learning_rate=lr,
+                                                logging_steps=500)
     trainer.train()
     tuner = scheduler.tuner
     assert tuner.total_steps == 60  # the budget came from Trainer's max_steps
-    tuned_at = [step for step, _ in logged(trainer, "lrtuner/multiplier")]
-    assert tuned_at == [r["step"] for r in tuner.records] and tuned_at[:2] == [0, 10]
-    # Trainer's logged LR of each update is the one the tuner chose: in explore, the last tuning point's choice
-    base = scheduler.base_lrs[0]
-    for step, lr in logged(trainer, "learning_rate"):
-        update = step - 1
-        if update < tuner.switch_step:
-            choice = [r["choice"] for r in tuner.records if r["step"] <= update][-1]
-            assert lr == pytest.approx(base * choice)
-        else:
-            assert lr <= base * tuner.envelope(update) * (1 + 1e-9)
+    assert [r["step"] for r in tuner.records][:2] == [0, 10] and tuner.level > 1.0
+    assert [step for step, _ in logged(trainer, "lrtuner/level")][:-1] == [r["end_step"] for r in tuner.records]
+    # The LR applied to each update is the schedule at the level of the races that had ended by then
+    for update, (applied,) in enumerate(recorder.lrs):
+        assert applied == pytest.approx(lr * tuner.multiplier_at(update, level_of_update(tuner, update)))
     (summary,) = [h for h in trainer.state.log_history if "lrtuner/overhead" in h]
-    assert summary["lrtuner/trial_updates"] == tuner.trial_updates == 3 * sum(len(r["candidates"]) for r in tuner.records)
+    raced = [h for r in tuner.records for h, score in zip(r["horizons"][1:], r["scores"][1:]) if not math.isnan(score)]
+    assert summary["lrtuner/trial_updates"] == tuner.trial_updates == sum(raced)
     assert summary["lrtuner/total_updates"] == 60 + tuner.trial_updates
     assert summary["lrtuner/overhead"] == pytest.approx(tuner.trial_updates / (60 + tuner.trial_updates))
     assert trainer.optimizer.param_groups[0]["lr"] == 0.0
+    assert "training_step" not in vars(trainer)  # the recording wrapper is gone after training
+
+
+def test_with_an_unbeatable_margin_a_trainer_run_is_bit_identical_to_trainers_linear_schedule(tmp_path):
+    """Races replay branches, but the real run (dropout included) must not notice: no harm at a good LR."""
+    def run(with_tuner):
+        model = tiny_bert(dropout=0.1)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        if with_tuner:
+            scheduler = LRTunerScheduler(optimizer, config=LRTunerConfig(warmup_steps=6, race_horizon=10, race_margin=1e9))
+            callbacks = [LRTunerCallback()]
+        else:
+            from transformers import get_linear_schedule_with_warmup
+
+            scheduler, callbacks = get_linear_schedule_with_warmup(optimizer, 6, 60), []
+        trainer = Trainer(model=model, args=tiny_args(tmp_path / str(with_tuner)), train_dataset=CountTask(),
+                          optimizers=(optimizer, scheduler), callbacks=callbacks)
+        trainer.train()
+        return trainer, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    tuned, tuned_params = run(True)
+    linear, linear_params = run(False)
+    assert tuned.lr_scheduler.tuner.trial_updates == 5 + 10  # both challengers raced
+    assert torch.equal(tuned_params, linear_params)
+    assert logged(tuned, "loss") == logged(linear, "loss")
 
 
 def test_trainer_created_optimizer_and_scheduler(tmp_path):
@@ -71,7 +99,7 @@ def test_trainer_created_optimizer_and_scheduler(tmp_path):
     scheduler = trainer.lr_scheduler
     assert isinstance(scheduler, LRTunerScheduler) and scheduler.tuner.config.warmup_steps == 6
     assert logged(trainer, "learning_rate")[0][1] == 0.0  # linear warmup starts at zero, as Trainer's own schedule
-    assert len(scheduler.tuner.records) >= 2
+    assert len(scheduler.tuner.records) >= 1
 
 
 def test_model_init_builds_a_fresh_tuner_for_each_train_call(tmp_path):
@@ -117,55 +145,44 @@ def lrtuner_callback(trainer):
 
 
 @pytest.mark.parametrize("accumulation", [1, 2])
-def test_a_trial_update_is_the_update_trainer_makes(tmp_path, accumulation):
-    """Same loss scaling over micro-batches, clipping and optimizer step as Trainer's own update."""
-    args = dict(max_steps=1, gradient_accumulation_steps=accumulation, per_device_train_batch_size=8 // accumulation,
-                max_grad_norm=0.05)
+def test_a_replayed_update_is_the_update_trainer_made(tmp_path, accumulation):
+    """Same micro-batches, loss scaling over them, clipping and optimizer step as Trainer's own update."""
 
-    def trained_once(model):
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-        trainer = Trainer(model=model, args=tiny_args(tmp_path, **args), train_dataset=Repeated(),
-                          optimizers=(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)))
-        trainer.train()
-        return torch.cat([p.detach().flatten() for p in model.parameters()])
-
-    class TrialUpdateAtBegin(TrainerCallback):
-        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+    class ReplayFirstUpdate(TrainerCallback):  # runs before LRTunerCallback's on_step_end, which consumes the batches
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step != 1:
+                return
             callback = lrtuner_callback(trainer)
-            self.micro_batches = next(iter(callback.runner.batches))
-            callback._trial_update(self.micro_batches)
-            self.params = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+            self.micro_batches = list(callback._update_batches)
+            trained = torch.cat([p.detach().flatten() for p in model.parameters()])
+            callback.runner.safe_point.restore()  # the state before update 0
+            self.moved = not torch.equal(trained, torch.cat([p.detach().flatten() for p in model.parameters()]))
+            callback.scheduler.set_trial_lr(callback.scheduler.tuner.multiplier_at(0))
+            callback._replay_update(self.micro_batches)
+            callback.scheduler.apply_lr()
+            self.difference = (trained - torch.cat([p.detach().flatten() for p in model.parameters()])).abs().max()
 
-    model = tiny_bert(dropout=0.0)  # trials draw their own dropout masks
+    model = tiny_bert(dropout=0.0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    recorder = TrialUpdateAtBegin()
+    replay = ReplayFirstUpdate()
     trainer = Trainer(
-        model=model, args=tiny_args(tmp_path, **args), train_dataset=Repeated(), callbacks=[LRTunerCallback(), recorder],
-        optimizers=(optimizer, LRTunerScheduler(optimizer, config=LRTunerConfig(max_trial_fraction=0.0))),
+        model=model, args=tiny_args(tmp_path, max_steps=2, gradient_accumulation_steps=accumulation,
+                                    per_device_train_batch_size=8 // accumulation, max_grad_norm=0.05),
+        train_dataset=CountTask(), callbacks=[replay, LRTunerCallback()],
+        optimizers=(optimizer, LRTunerScheduler(optimizer, config=LRTunerConfig(race_horizon=2, down_horizon=2, race_until=1.0))),
     )
     trainer.train()
-    assert len(recorder.micro_batches) == accumulation
-    assert torch.allclose(recorder.params, trained_once(tiny_bert(dropout=0.0)), atol=1e-6)
-    assert not torch.allclose(recorder.params, torch.cat([p.detach().flatten() for p in tiny_bert().parameters()]))
+    assert len(replay.micro_batches) == accumulation and replay.moved
+    assert float(replay.difference) < 1e-6
 
 
-def test_training_with_gradient_accumulation_draws_whole_updates_for_trials(tmp_path):
-    trainer, scheduler = user_optimizer_trainer(tmp_path, config=dataclasses.replace(CONFIG, max_trial_fraction=1.0),
-                                                gradient_accumulation_steps=2, per_device_train_batch_size=8, max_steps=25)
-    trainer.train()
-    batches = lrtuner_callback(trainer).runner.batches
-    update = next(iter(batches))
-    assert len(update) == 2 and update[0]["input_ids"].shape[0] == 8
-    assert scheduler.last_epoch == 25 and [r["step"] for r in scheduler.tuner.records][:2] == [0, 10]
-
-
-def test_trials_run_under_bf16_autocast(tmp_path):
+def test_challengers_run_under_bf16_autocast(tmp_path):
     dtypes = []
-    trainer, scheduler = user_optimizer_trainer(tmp_path, bf16=True, max_steps=12)
+    trainer, scheduler = user_optimizer_trainer(tmp_path, bf16=True, max_steps=25)
     trainer.model.bert.encoder.layer[0].output.dense.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
     trainer.train()
-    trial_forwards = scheduler.tuner.trial_updates + scheduler.tuner.probe_passes
-    assert len(dtypes) >= 12 + trial_forwards
+    assert scheduler.tuner.trial_updates >= 15
+    assert len(dtypes) == 25 + scheduler.tuner.trial_updates
     assert set(dtypes) == {torch.bfloat16}
 
 
@@ -178,21 +195,23 @@ def test_fp16_overflow_skipped_steps_do_not_advance_the_tuner(tmp_path):
     assert all(math.isfinite(p.float().sum()) for p in trainer.model.parameters())
 
 
-def checkpoint_run(tmp_path, resume_from=None, max_steps=40):
-    args = dict(max_steps=max_steps, save_strategy="steps", save_steps=5, seed=7)
-    trainer, scheduler = user_optimizer_trainer(tmp_path, config=dataclasses.replace(CONFIG, max_trial_fraction=1.0), **args)
+def checkpoint_run(tmp_path, resume_from=None, max_steps=60):
+    args = dict(max_steps=max_steps, save_strategy="steps", save_steps=5, seed=7, learning_rate=1e-4)
+    # No margin, so that this short run on a hard task races three times (a tie would settle the level at once)
+    config = LRTunerConfig(race_horizon=10, race_margin=0.0, min_improvement=0.0)
+    trainer, scheduler = user_optimizer_trainer(tmp_path, config=config, **args)
     trainer.train(resume_from_checkpoint=resume_from)
     return [(step, lr) for step, lr in logged(trainer, "learning_rate")], scheduler
 
 
-@pytest.mark.parametrize("checkpoint_step", [15, 20])  # mid-explore between tuning points; right after tuning at 20
+@pytest.mark.parametrize("checkpoint_step", [20, 35])  # a race starts at 20; 35 follows the last race
 def test_resume_from_checkpoint_gives_the_identical_lr_trajectory(tmp_path, checkpoint_step):
     uninterrupted, scheduler = checkpoint_run(tmp_path / "full")
-    assert [r["step"] for r in scheduler.tuner.records] == [0, 10, 20, 30]
+    assert [r["step"] for r in scheduler.tuner.records] == [0, 10, 20]
     checkpoint = str(tmp_path / "full" / f"checkpoint-{checkpoint_step}")
     resumed, resumed_scheduler = checkpoint_run(tmp_path / "resumed", resume_from=checkpoint)
     assert resumed == uninterrupted  # steps up to the checkpoint come from its trainer_state.json, the rest were run
-    assert [step for step, _ in resumed] == list(range(1, 41))  # tuning-point logs do not hide Trainer's own
+    assert [step for step, _ in resumed] == list(range(1, 61))  # race logs do not hide Trainer's own
     assert resumed_scheduler.tuner.records == scheduler.tuner.records
 
 
@@ -218,16 +237,14 @@ class CountStream(torch.utils.data.IterableDataset):
         return (task[i] for i in range(len(task)))
 
 
-def test_iterable_dataset_needs_a_budget_and_a_trial_dataset(tmp_path):
-    with pytest.raises(ValueError, match="max_steps has to be specified"):  # Trainer's own check comes first
+def test_iterable_dataset_needs_only_a_budget(tmp_path):
+    with pytest.raises(ValueError, match="max_steps has to be specified"):  # Trainer's own check
         LRTunerTrainer(model=tiny_bert(), args=tiny_args(tmp_path, max_steps=-1), train_dataset=CountStream(), lrtuner_config=CONFIG)
-    trainer = LRTunerTrainer(model=tiny_bert(), args=tiny_args(tmp_path, max_steps=12), train_dataset=CountStream(), lrtuner_config=CONFIG)
-    with pytest.raises(ValueError, match=r"Pass LRTunerCallback\(trial_dataset=...\)"):
-        trainer.train()
+    # Races replay the batches the run itself drew, so a stream needs nothing else.
     trainer = LRTunerTrainer(model=tiny_bert(), args=tiny_args(tmp_path, max_steps=20), train_dataset=CountStream(),
-                             lrtuner_config=CONFIG, callbacks=[LRTunerCallback(trial_dataset=CountTask(n=64))])
+                             lrtuner_config=CONFIG)
     trainer.train()
-    assert trainer.lr_scheduler.tuner.records
+    assert trainer.lr_scheduler.tuner.records and trainer.lr_scheduler.tuner.trial_updates >= 10
 
 
 def test_fsdp_and_deepspeed_are_refused_with_an_alternative(tmp_path):
@@ -241,18 +258,19 @@ def test_fsdp_and_deepspeed_are_refused_with_an_alternative(tmp_path):
         lrtuner_callback(trainer)._check_supported(trainer)
 
 
-def test_non_finite_loss_rolls_back_to_the_last_tuning_point(tmp_path):
+def test_a_non_finite_loss_rolls_back_at_once_whatever_the_logging_interval(tmp_path):
     class PoisonAtStep(TrainerCallback):
-        """Makes the weights non-finite after update 13, as a diverging run would."""
+        """Makes the weights non-finite after update 33, as a diverging run would."""
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
-            if state.global_step == 13:
+            if state.global_step == 33:
                 with torch.no_grad():
                     model.classifier.weight.fill_(math.inf)
 
-    trainer, scheduler = user_optimizer_trainer(tmp_path, callbacks=[PoisonAtStep()], max_steps=30)
+    trainer, scheduler = user_optimizer_trainer(tmp_path, callbacks=[PoisonAtStep()], max_steps=50, logging_steps=500)
     trainer.train()
-    runner = lrtuner_callback(trainer).runner
-    assert runner.rollbacks == 1
-    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
-    assert not scheduler.tuner.is_safe(scheduler.tuner.multiplier * 2, 14)
+    tuner = scheduler.tuner
+    rollback = [r for r in tuner.records if "rollback_to" in r]
+    assert tuner.rollbacks == 1 and rollback[0]["step"] == 34  # the first update on the poisoned weights
+    assert rollback[0]["rollback_to"] <= 33 and all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert tuner.unsafe_from is not None

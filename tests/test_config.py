@@ -10,6 +10,7 @@ BAD_VALUES = [
     ("explore_fraction", float("nan")),
     ("race_horizon", 1),
     ("race_horizon", 10.0),
+    ("down_horizon", 0),
     ("max_races", -1),
     ("race_factor", 1.0),
     ("race_factor", 0.5),
@@ -38,6 +39,7 @@ def test_bad_value_names_field_value_and_range(field, value):
 
 def test_default_horizon_follows_the_budget_with_a_floor():
     config = LRTunerConfig()
-    assert config.resolve_race_horizon(14_000) == 700
-    assert config.resolve_race_horizon(250) == 20
+    assert (config.resolve_race_horizon(14_000), config.resolve_down_horizon(14_000)) == (2800, 700)
+    assert (config.resolve_race_horizon(50), config.resolve_down_horizon(50)) == (20, 5)
     assert LRTunerConfig(race_horizon=7).resolve_race_horizon(14_000) == 7
+    assert LRTunerConfig(race_horizon=40, down_horizon=3).resolve_down_horizon(14_000) == 3

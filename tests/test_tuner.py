@@ -14,7 +14,7 @@ NOISE = [0.03, -0.02, 0.04, -0.05, 0.01, -0.03, 0.02, 0.0, -0.01, 0.05]  # per-b
 
 
 def make_tuner(total_steps=1000, **overrides):
-    settings = dict(race_horizon=20, warmup_steps=0)
+    settings = dict(race_horizon=20, down_horizon=10, warmup_steps=0)
     settings.update(overrides)
     return LRTuner(LRTunerConfig(**settings), total_steps)
 
@@ -28,10 +28,12 @@ def run_race(tuner, step, loss_of_level, jitter_of_level=lambda level: 0.0):
     """Drive one race as a runner would: the incumbent's losses, then each challenger's."""
     tuner.start_race(step)
     race = tuner.race
-    incumbent = arm_losses(loss_of_level(race["incumbent"]), tuner.horizon)
-    for level in race["challengers"]:
-        losses = arm_losses(loss_of_level(level), tuner.horizon, jitter_of_level(level))
+    incumbent = arm_losses(loss_of_level(race["incumbent"]), race["end"] - step)
+    for level, horizon in sorted(zip(race["challengers"], race["horizons"]), key=lambda pair: pair[1]):
+        losses = arm_losses(loss_of_level(level), horizon, jitter_of_level(level))
         tuner.score_challenger(level, losses, incumbent)
+        if tuner.race_decided(step + horizon):
+            return tuner.finish_race(step + horizon, incumbent[:horizon])
     return tuner.finish_race(race["end"], incumbent)
 
 
@@ -52,7 +54,7 @@ def test_a_clearly_better_challenger_takes_over_and_the_next_race_continues_its_
     assert run_race(tuner, 20, curve.get)["choice"] == 4.0
     record = run_race(tuner, 40, curve.get)  # 8.0 is no better than 4.0: the level settles
     assert record["levels"] == [4.0, 8.0] and record["choice"] == 4.0 and tuner.settled
-    assert tuner.trial_updates == 4 * tuner.horizon
+    assert tuner.trial_updates == 10 + 3 * 20  # the downward challenger of the first race raced 10 updates
 
 
 def test_a_challenger_must_win_by_the_margin():
@@ -67,28 +69,30 @@ def test_a_challenger_must_win_by_the_margin():
     assert run_race(tuner, 0, lambda level: 1.0 - 0.02 * (level > 1))["choice"] == 2.0
 
 
-def test_the_better_of_two_winning_challengers_is_chosen():
+def test_a_downward_challenger_is_judged_early_and_ends_the_race_when_it_wins():
     tuner = make_tuner()
     record = run_race(tuner, 0, {0.5: 0.8, 1.0: 1.0, 2.0: 0.9}.get)
-    assert record["choice"] == 0.5 and tuner.direction == -1
+    assert record["choice"] == 0.5 and tuner.direction == -1 and record["end_step"] == 10
+    assert tuner.trial_updates == 10  # the upward challenger never ran
+    assert tuner.next_challengers() == [0.25] and tuner.horizon_of(0.25) == 10
 
 
 def test_a_diverged_challenger_loses_and_its_level_and_above_stay_unsafe():
     tuner = make_tuner()
     tuner.start_race(0)
     incumbent = arm_losses(1.0)
-    assert tuner.score_challenger(0.5, arm_losses(0.8), incumbent)  # 0.5 leads
+    assert not tuner.score_challenger(0.5, arm_losses(1.0, 10), incumbent)  # a tie: the incumbent still leads
     assert not tuner.score_challenger(2.0, [1.0, 1.5, math.inf], incumbent)
     record = tuner.finish_race(20, incumbent)
     assert record["diverged"] == [False, False, True] and tuner.unsafe_from == 2.0
-    assert tuner.trial_updates == 20 + 3  # a stopped challenger costs only the updates it ran
+    assert tuner.trial_updates == 10 + 3  # a stopped challenger costs only the updates it ran
     tuner.direction, tuner.level = 1, 1.0
     assert tuner.next_challengers() == []  # 2.0 is unsafe
 
 
 def test_races_respect_the_plan_the_budget_and_race_until():
     tuner = make_tuner(total_steps=200, race_horizon=30, max_races=2, race_until=0.5)
-    assert tuner.trial_budget == 3 * 30
+    assert tuner.trial_budget == 10 + 2 * 30
     assert tuner.race_starts_at(0) and tuner.race_starts_at(70) and not tuner.race_starts_at(71)
     curve = {0.5: 2.0, 1.0: 1.5, 2.0: 1.0, 4.0: 0.5}
     run_race(tuner, 0, curve.get)
@@ -99,7 +103,7 @@ def test_races_respect_the_plan_the_budget_and_race_until():
 
 def test_a_race_is_not_started_when_its_challengers_do_not_fit_the_budget():
     tuner = make_tuner(max_races=1)
-    tuner.trial_updates = tuner.trial_budget - 20  # room for one challenger, the first race has two
+    tuner.trial_updates = tuner.trial_budget - 20  # room for the upward challenger, not for both
     assert not tuner.race_starts_at(0)
 
 
