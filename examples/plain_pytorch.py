@@ -1,5 +1,9 @@
 """LRTuner in a plain PyTorch loop: a small MLP with Adam, started from an LR 10x too low.
 
+The schedule is Trainer's `linear` (warmup, then linear decay to zero) times a level that races decide: at a race's
+start the runner snapshots the training state, the run trains `race_horizon` updates at the current level, then a
+level one factor down and one up replay the same batches from the snapshot, and the best (by a margin) continues.
+
 Run: python examples/plain_pytorch.py
 """
 
@@ -19,27 +23,22 @@ def main(steps=300, lr=1e-3):
 
     model = torch.nn.Sequential(torch.nn.Linear(10, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    config = LRTunerConfig(tune_every=30, trial_steps=5, probe_batches=4, max_trial_fraction=0.5)
+    # Races of 15 updates: the default (a share of the budget, at least 20 updates) suits longer runs.
+    config = LRTunerConfig(warmup_steps=steps // 10, race_horizon=15)
     scheduler = LRTunerScheduler(optimizer, num_training_steps=steps, config=config)
 
-    def loss_fn(batch):
+    def train_step(batch):  # one full update; the runner replays challengers through it too
         inputs, labels = batch
-        return torch.nn.functional.cross_entropy(model(inputs), labels)
-
-    def train_step(batch):
-        loss = loss_fn(batch)
+        loss = torch.nn.functional.cross_entropy(model(inputs), labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
         return loss.detach()
 
-    runner = TrialRunner(model, optimizer, scheduler, train_step, loss_fn, batches=loader)
+    runner = TrialRunner(model, optimizer, scheduler, train_step)
     batches = iter(loader)
-    for step in range(steps):
-        record = runner.maybe_tune()
-        if record is not None:
-            print(f"step {step:3d} {record['phase']:8s} LR -> {scheduler.get_last_lr()[0]:.4g}")
+    for _ in range(steps):
         try:
             batch = next(batches)
         except StopIteration:
@@ -47,11 +46,18 @@ def main(steps=300, lr=1e-3):
             batch = next(batches)
         loss = train_step(batch)
         scheduler.step()
-        runner.check_loss(loss)
+        record = runner.after_update(batch, loss)  # races and roll-backs; None most of the time
+        if record is not None and "levels" in record:
+            levels = ", ".join(f"{level:g}: {score:.3f}" for level, score in zip(record["levels"], record["scores"]))
+            print(f"race {record['step']:3d}-{record['end_step']:3d} (level: late-race loss) {levels} "
+                  f"-> level {record['choice']:g}")
+        elif record is not None:
+            print(f"diverged at {record['step']}: rolled back to {record['rollback_to']}, level {record['choice']:g}")
     with torch.no_grad():
-        final = loss_fn((x, y)).item()
+        final = torch.nn.functional.cross_entropy(model(x), y).item()
     tuner = scheduler.tuner
-    print(f"final loss {final:.4f}; {steps} updates + {tuner.trial_updates} trial updates")
+    print(f"final loss {final:.4f}; level {tuner.level:g} (peak LR {tuner.level * lr:.3g}); "
+          f"{steps} updates + {tuner.trial_updates} trial updates")
     return final
 
 

@@ -107,9 +107,13 @@ class LRTunerCallback(TrainerCallback):
         self._training_step = training_step
 
         def recording_training_step(model, inputs, *args, **kwargs):
+            racing = self.scheduler.tuner.race is not None
+            if racing and not self.runner.race_batches and not self._update_batches:
+                # the race's first update: Trainer may have restored or drawn random numbers since the race started
+                self.runner.capture_race_random_state()
             loss = training_step(model, inputs, *args, **kwargs)
             # inputs is only kept while a race records its batches; the loss of every micro-batch, always
-            if self.scheduler.tuner.race is not None:
+            if racing:
                 self._update_batches.append((dict(inputs), args, kwargs))
             self._update_losses.append(loss.detach().float())
             return loss

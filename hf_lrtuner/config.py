@@ -56,8 +56,6 @@ class LRTunerConfig:
             Lowest multiplier of the initial LR the tuner may reach, in (0, 1].
         max_multiplier (`float`, *optional*, defaults to 100.0):
             Highest multiplier of the initial LR the tuner may reach, >= 1.
-        seed (`int`, *optional*, defaults to 0):
-            Seed of the challengers' random numbers (dropout), so that a rerun repeats the same races.
     """
 
     warmup_steps: int = 0
@@ -72,7 +70,6 @@ class LRTunerConfig:
     collapse_fraction: float = 0.5
     min_multiplier: float = 0.01
     max_multiplier: float = 100.0
-    seed: int = 0
 
     def __post_init__(self):
         _check_int(self, "warmup_steps", minimum=0)
@@ -88,7 +85,6 @@ class LRTunerConfig:
         _check_float(self, "collapse_fraction", low=0.0, high=1.0, closed="(0, 1]", include_low=False)
         _check_float(self, "min_multiplier", low=0.0, high=1.0, closed="(0, 1]", include_low=False)
         _check_float(self, "max_multiplier", low=1.0, high=math.inf, closed="[1, inf)")
-        _check_int(self, "seed", minimum=0)
 
     def resolve_race_horizon(self, total_steps: int) -> int:
         """Updates per upward race for a budget of `total_steps` updates."""

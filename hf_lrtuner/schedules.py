@@ -1,4 +1,9 @@
-"""Fixed learning-rate schedules used as baselines for the tuner."""
+"""Fixed learning-rate schedules used as baselines for the tuner.
+
+`get_knee_schedule` is the explore-exploit "Knee" baseline. It is also the shape the tuner scales: an `LRTuner` with
+`LRTunerConfig(warmup_steps=w, explore_fraction=f)` follows `get_knee_schedule(optimizer, w, T, f)` times its level
+(with the default `explore_fraction=0`, Trainer's `linear` schedule).
+"""
 
 from functools import partial
 
@@ -26,7 +31,8 @@ def get_knee_schedule(
     The learning rate rises linearly from 0 to the optimizer's learning rate over `num_warmup_steps`, stays there
     until the knee at `round(explore_fraction * num_training_steps)` (at the earliest when warmup ends) and then
     falls linearly to 0 at `num_training_steps`. It is `transformers.get_wsd_schedule` with a linear decay, phrased
-    by fraction of the budget like `LRTunerConfig.explore_fraction`.
+    by fraction of the budget like `LRTunerConfig.explore_fraction`; with `explore_fraction=0` it is Trainer's
+    `linear` schedule. The default 0.5 is the Knee paper's explore fraction (the tuner's own default is 0).
 
     Args:
         optimizer (`torch.optim.Optimizer`): The optimizer whose learning rate is scheduled.

@@ -11,9 +11,6 @@ import torch
 from .scheduler import LRTunerScheduler
 from .snapshot import TrainingSnapshot
 
-# Offset between the challenger seeds of two races, so that their random draws do not overlap.
-_SEED_STRIDE = 1_000_003
-
 
 def _as_float(loss: Any) -> float:
     return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
@@ -81,6 +78,7 @@ class TrialRunner:
         self.leader = TrainingSnapshot(model, optimizer, scaler)  # end state of the race's best arm so far
         self.race_batches: List[Any] = []
         self.race_losses: List[float] = []
+        self.race_rng: Optional[tuple] = None  # random-number state at the race's start: every arm draws the same dropout
         tuner = scheduler.tuner
         if tuner.race is not None:  # resumed inside a race: its snapshot and batches are gone
             tuner.abandon_race()
@@ -130,9 +128,15 @@ class TrialRunner:
             self.safe_point.capture()
             tuner.start_race(step)
             self.race_batches, self.race_losses = [], []
+            self.capture_race_random_state()
         elif tuner.safe_point_due(step):
             self.safe_point.capture()
             tuner.mark_safe_point(step)
+
+    def capture_race_random_state(self):
+        """Keep the random-number state the race's first update starts from, for the challengers to replay. Called at
+        the race's start; call it again right before that update if something draws random numbers in between."""
+        self.race_rng = (torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in _cuda_devices()])
 
     def _race_challengers(self, levels: List[float]):
         """Replay `levels` from the race's snapshot over the batches so far; leave the state of the leading arm."""
@@ -156,7 +160,7 @@ class TrialRunner:
         monitor = tuner.challenger_monitor()
         losses: List[float] = []
         try:
-            with self._seeded(tuner.config.seed + _SEED_STRIDE * (start + 1)):
+            with self._race_random_numbers():
                 for offset, batch in enumerate(self.race_batches):
                     self.scheduler.set_trial_lr(tuner.multiplier_at(start + offset, level))
                     loss = _as_float(self.train_step(batch))
@@ -178,11 +182,18 @@ class TrialRunner:
         self._maybe_start_race()
         return self.tuner.records[-1]
 
-    @staticmethod
     @contextlib.contextmanager
-    def _seeded(seed: int):
-        """Fixed random numbers for a challenger (dropout), leaving the training run's RNG untouched."""
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    def _race_random_numbers(self):
+        """The random numbers the real run drew from the race's start (same dropout masks for every arm), leaving the
+        training run's random-number stream where it is."""
+        cpu_state, cuda_states = self.race_rng
+        devices = _cuda_devices()
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+            torch.set_rng_state(cpu_state)
+            for device, state in zip(devices, cuda_states):
+                torch.cuda.set_rng_state(state, device)
             yield
+
+
+def _cuda_devices() -> List[int]:
+    return [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []

@@ -38,29 +38,28 @@ class LossMonitor:
     A collapse to a constant predictor keeps a finite loss (ln 10 with 10 classes), and near zero loss a ratio test
     is ill-conditioned, so the test is additive and relative to progress: training has diverged when the loss is
     non-finite, or when its exponential moving average has given back `collapse_fraction` of the progress from the
-    initial loss to the best average so far, and by more than 4 standard deviations of the average's noise.
+    initial loss to the best average so far, and by more than 8 standard deviations of the average's noise. The noise
+    is the one measured when the best average was reached: a loss that explodes inflates its own noise estimate. The
+    best of a noisy average over hundreds of updates sits a few standard deviations below its typical value, hence 8.
 
     Args:
         collapse_fraction (`float`): share of the progress that, given back, counts as a collapse.
         state (`dict`, *optional*): a `state_dict()` to continue from.
     """
 
-    SMOOTHING = 0.1  # EMA weight of the newest loss: about 10 updates of memory
-    SETTLE_UPDATES = 10  # no verdict on fewer updates: the average and its noise are not known yet
-    NOISE_SDS = 4.0
+    SMOOTHING = 0.05  # EMA weight of the newest loss: about 20 updates of memory
+    SETTLE_UPDATES = 20  # no verdict on fewer updates: the average and its noise are not known yet
+    NOISE_SDS = 8.0
 
     def __init__(self, collapse_fraction: float, state: Optional[dict] = None):
         self.collapse_fraction = collapse_fraction
-        state = state or {"count": 0, "ema": 0.0, "variance": 0.0, "initial": 0.0, "best": math.inf}
+        state = state or {"count": 0, "ema": 0.0, "variance": 0.0, "initial": 0.0, "best": math.inf, "best_noise": 0.0}
         self.count, self.ema, self.variance = state["count"], state["ema"], state["variance"]
-        self.initial, self.best = state["initial"], state["best"]
+        self.initial, self.best, self.best_noise = state["initial"], state["best"], state["best_noise"]
 
     def state_dict(self) -> dict:
         return {"count": self.count, "ema": self.ema, "variance": self.variance, "initial": self.initial,
-                "best": self.best}
-
-    def copy(self) -> "LossMonitor":
-        return LossMonitor(self.collapse_fraction, self.state_dict())
+                "best": self.best, "best_noise": self.best_noise}
 
     def update(self, loss: float) -> bool:
         """Add one update's loss; returns whether training has diverged."""
@@ -73,22 +72,27 @@ class LossMonitor:
             self.ema += self.SMOOTHING * deviation
             self.variance = (1 - self.SMOOTHING) * (self.variance + self.SMOOTHING * deviation**2)
         self.count += 1
-        self.best = min(self.best, self.ema)
+        if self.ema <= self.best or self.count <= self.SETTLE_UPDATES:
+            self.best = min(self.best, self.ema)
+            self.best_noise = self.noise()
         return self.diverged()
 
     def noise(self) -> float:
-        """Standard deviation of the moving average's noise."""
-        return math.sqrt(self.variance * self.SMOOTHING / (2 - self.SMOOTHING))
+        """Standard deviation of the moving average's noise (the variance average corrected for its zero start)."""
+        if self.count < 2:
+            return 0.0
+        variance = self.variance / (1 - (1 - self.SMOOTHING) ** (self.count - 1))
+        return math.sqrt(variance * self.SMOOTHING / (2 - self.SMOOTHING))
 
     def diverged(self) -> bool:
         if self.count < self.SETTLE_UPDATES:
             return False
         progress = max(0.0, self.initial - self.best)
-        return self.ema > self.best + max(self.collapse_fraction * progress, self.NOISE_SDS * self.noise())
+        return self.ema > self.best + max(self.collapse_fraction * progress, self.NOISE_SDS * self.best_noise)
 
     def healthy(self) -> bool:
         """Whether the average is close to its best: a good state to come back to after a divergence."""
-        return self.ema <= self.best + max(0.1 * max(0.0, self.initial - self.best), self.noise())
+        return self.ema <= self.best + max(0.1 * max(0.0, self.initial - self.best), self.best_noise)
 
 
 class LRTuner:

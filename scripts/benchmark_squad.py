@@ -9,12 +9,14 @@ Stages, each resumable (a run whose `metrics.json` exists is skipped):
 3. **budgets**: `lrtuner` at the best LR with `--budgets` (fractions of the full budget, trial updates excluded from
    the budget but counted in the compute), to find the compute at which it reaches the baseline's F1.
 
-Then it writes `runs.csv`, `sweep.csv`, `trajectories.csv`, `lrtuner_records.json` (the tuning points of the first
-seed's lrtuner runs), `tables.md` and plots to `--results_dir`.
+Then it writes `runs.csv`, `sweep.csv`, `trajectories.csv`, `lrtuner_records.json` (the races and roll-backs of the
+first seed's lrtuner runs), `tables.md` and plots to `--results_dir`.
 
     python scripts/benchmark_squad.py --output_dir benchmarks/squad_offline --results_dir docs/results
 
-Every other argument after `--` goes to `scripts/run_squad.py` unchanged.
+`lrtuner` runs with `LRTunerConfig`'s defaults unless `--lrtuner_options` says otherwise, and warms up over the same
+`--warmup_steps` as the baselines. `--best_lr` skips the sweep; `--dry_run` checks and prints the commands instead of
+running them. Every other argument after `--` goes to `scripts/run_squad.py` unchanged.
 """
 
 from __future__ import annotations
@@ -69,9 +71,11 @@ def parse_args(argv=None):
     parser.add_argument("--dev_articles", type=int, default=3, help="Training articles held out for the sweep.")
     parser.add_argument("--num_hidden_layers", type=int, default=3, help="Layers of MiniLM kept (6 in the model).")
     parser.add_argument("--per_device_train_batch_size", type=int, default=8)
-    parser.add_argument("--lrtuner_options", default="--lrtuner_tune_every 20 --lrtuner_trial_steps 3 "
-                        "--lrtuner_probe_batches 4 --lrtuner_max_trial_fraction 0.2",
-                        help="run_squad.py options for the lrtuner runs only.")
+    parser.add_argument("--lrtuner_options", default="",
+                        help="run_squad.py options for the lrtuner runs only, e.g. '--lrtuner_race_horizon 10 "
+                        "--lrtuner_max_races 2' (default: LRTunerConfig's defaults).")
+    parser.add_argument("--best_lr", type=float, default=None,
+                        help="The baseline's LR, instead of the one the sweep picks (the sweep stage is then skipped).")
     parser.add_argument("--workers", type=int, default=2, help="Runs in parallel, one CPU thread each.")
     parser.add_argument("--stages", nargs="+", default=["sweep", "matrix", "budgets", "report"],
                         choices=["sweep", "matrix", "budgets", "report"])
@@ -115,12 +119,24 @@ def run_command(run: Run, args, paths, run_squad_args, max_steps=None) -> list:
     return command + run_squad_args
 
 
+def check_command(command: list) -> None:
+    """Parse a run_squad.py command line and check its options as run_squad.py does before loading anything."""
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import run_squad
+
+    _, data_args, schedule_args, training_args, _ = run_squad.parse_args(command[2:])
+    run_squad.check_arguments(data_args, schedule_args, training_args)
+    run_squad.trainer_class_and_kwargs(schedule_args, training_args)  # builds LRTunerConfig: invalid values fail
+
+
 def execute(runs, args, paths, run_squad_args, max_steps_for=lambda run: None):
     todo = [run for run in runs if not (Path(args.output_dir) / run.name / "metrics.json").exists()]
     print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; running {len(todo)}.", flush=True)
     if args.dry_run:
         for run in todo:
-            print(" ".join(run_command(run, args, paths, run_squad_args, max_steps_for(run))))
+            command = run_command(run, args, paths, run_squad_args, max_steps_for(run))
+            check_command(command)
+            print(shlex.join(command))
         return
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -330,11 +346,11 @@ def write_plots(results, args, best_lr, rows):
     if metrics is not None:
         with open(Path(args.output_dir) / run.name / "lr_loss.csv") as f:
             trajectory = list(csv.DictReader(f))
-        config = metrics["schedule"]["config"]
+        schedule = metrics["schedule"]
         figure = plot_lr_trajectory(
-            [float(r["learning_rate"]) for r in trajectory], records=metrics["schedule"]["records"],
-            switch_step=max(config["warmup_steps"], round(config["explore_fraction"] * metrics["updates"])),
-            warmup_steps=config["warmup_steps"], losses=[float(r["loss"]) for r in trajectory],
+            [float(r["learning_rate"]) for r in trajectory], records=schedule["records"],
+            warmup_steps=schedule["warmup_steps"], decay_start=schedule["decay_start"],
+            losses=[float(r["loss"]) for r in trajectory],
             title=f"LRTuner on SQuAD (MiniLM), initial LR {run.lr:g} = 10x the baseline's", log_scale=True,
         )
         figure.savefig(results / "lrtuner_trajectory.png", dpi=110)
@@ -363,22 +379,25 @@ def write_plots(results, args, best_lr, rows):
 def main(argv=None):
     args, run_squad_args = parse_args(argv)
     paths = prepare_data(args)
-    if "sweep" in args.stages:
+    if "sweep" in args.stages and args.best_lr is None:
         execute([Run("sweep", "linear", lr, s) for lr in args.sweep_lrs for s in args.sweep_seeds], args, paths,
                 run_squad_args)
-    if args.dry_run and "sweep" in args.stages:
-        return
-    best_lr = best_sweep_lr(args)
-    print(f"Baseline LR from the sweep: {best_lr:g}", flush=True)
+        if args.dry_run:  # the next stages need the sweep's results
+            return
+    best_lr = args.best_lr if args.best_lr is not None else best_sweep_lr(args)
+    print(f"Baseline LR{'' if args.best_lr is not None else ' from the sweep'}: {best_lr:g}", flush=True)
     if "matrix" in args.stages:
         execute(matrix_runs(args, best_lr), args, paths, run_squad_args)
     if "budgets" in args.stages:
         full = load_metrics(args, Run("matrix", "linear", best_lr, args.seeds[0]))
-        if full is None:
+        if full is None and args.dry_run:
+            print("budgets: their max_steps come from the matrix stage's linear run, which has not run yet.")
+        elif full is None:
             raise RuntimeError("The budgets stage needs the full-budget linear run of the matrix stage.")
-        execute(budget_runs(args, best_lr), args, paths, run_squad_args,
-                max_steps_for=lambda run: max(1, round(run.budget * full["updates"])))
-    if "report" in args.stages:
+        else:
+            execute(budget_runs(args, best_lr), args, paths, run_squad_args,
+                    max_steps_for=lambda run: max(1, round(run.budget * full["updates"])))
+    if "report" in args.stages and not args.dry_run:
         report(args, best_lr)
 
 

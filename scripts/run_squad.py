@@ -7,7 +7,9 @@ updates (`--warmup_steps 0.1`, as in Google's BERT):
 
 - `--lr_schedule linear`: warmup, then linear decay to 0 (Trainer's `lr_scheduler_type="linear"`);
 - `--lr_schedule knee`: warmup, constant until `--knee_explore_fraction` (0.5) of the updates, then linear to 0;
-- `--lr_schedule lrtuner`: the LRTuner (`--lrtuner_*` options override `LRTunerConfig` defaults).
+- `--lr_schedule lrtuner`: the LRTuner: the same warmup (Trainer's `--warmup_steps`) and linear decay as `linear`,
+  scaled by a level that races of the learning rate decide (`--lrtuner_*` options override `LRTunerConfig`
+  defaults; `--lrtuner_explore_fraction` holds the tuned LR before the decay, like `knee`).
 
 The script always trains and then evaluates. Every `TrainingArguments` option is accepted; explicit options win over
 a preset, which wins over the recipe defaults above. Offline on a CPU, `--preset offline_cpu` fine-tunes the
@@ -17,8 +19,9 @@ reached EM 38.1 / F1 50.7 in 15 minutes, sharing the 2 cores with another run (`
 
     python scripts/run_squad.py --preset offline_cpu --lr_schedule knee --output_dir outputs/squad_knee
 
-Outputs in `--output_dir`: `metrics.json`, `predictions.json` (question id -> answer), `lr_loss.csv` and
-`lr_loss.png` (learning rate and training loss of every update).
+Outputs in `--output_dir`: `metrics.json` (scores, updates, and for lrtuner its trial updates, total compute, final
+level and race records), `predictions.json` (question id -> answer), `lr_loss.csv` and `lr_loss.png` (learning rate
+and training loss of every update; for lrtuner, with its races marked).
 """
 
 import argparse
@@ -131,21 +134,21 @@ class ScheduleArguments:
         default=0.5, metadata={"help": "knee: fraction of the updates before the linear decay starts."}
     )
     lrtuner_explore_fraction: float | None = field(
-        default=None, metadata={"help": "lrtuner: fraction of the updates spent exploring before the decay."}
+        default=None,
+        metadata={"help": "lrtuner: share of the updates held at the tuned LR before the linear decay (default 0: "
+                          "decay right after warmup, the shape of --lr_schedule linear)."},
     )
-    lrtuner_tune_every: int | None = field(default=None, metadata={"help": "lrtuner: updates between tuning points."})
-    lrtuner_trial_steps: int | None = field(default=None, metadata={"help": "lrtuner: updates per candidate trial."})
-    lrtuner_probe_batches: int | None = field(
-        default=None, metadata={"help": "lrtuner: batches each candidate is scored on."}
+    lrtuner_race_horizon: int | None = field(
+        default=None,
+        metadata={"help": "lrtuner: updates per (upward) race (default: LRTunerConfig's share of the updates)."},
     )
-    lrtuner_search_factor: float | None = field(
-        default=None, metadata={"help": "lrtuner: ratio between neighbouring candidate learning rates."}
+    lrtuner_max_races: int | None = field(default=None, metadata={"help": "lrtuner: races per run at most."})
+    lrtuner_race_factor: float | None = field(
+        default=None, metadata={"help": "lrtuner: ratio between the incumbent LR and a challenger (> 1)."}
     )
-    lrtuner_max_trial_fraction: float | None = field(
-        default=None, metadata={"help": "lrtuner: cap on trial updates as a share of the updates."}
-    )
-    lrtuner_tune_during_warmup: bool | None = field(
-        default=None, metadata={"help": "lrtuner: tune from step 0, during warmup (default), or only from its end."}
+    lrtuner_race_margin: float | None = field(
+        default=None,
+        metadata={"help": "lrtuner: standard errors of the paired loss difference a challenger must win by."},
     )
 
     def lrtuner_overrides(self) -> dict[str, Any]:
@@ -195,6 +198,12 @@ def offline_cpu_preset() -> dict[str, Any]:
 
 PRESETS = {"offline_cpu": offline_cpu_preset}
 
+# Options of hf_lrtuner 0.1's tuning points, which races replaced in 0.2.
+REMOVED_LRTUNER_OPTIONS = (
+    "tune_every", "trial_steps", "probe_batches", "search_factor", "max_trial_fraction", "tune_during_warmup",
+    "tune_in_exploit",
+)
+
 
 def parse_args(args: list[str] | None = None):
     """Parse the command line into (ModelArguments, DataArguments, ScheduleArguments, TrainingArguments, preset)."""
@@ -206,7 +215,18 @@ def parse_args(args: list[str] | None = None):
     parser.set_defaults(**RECIPE_DEFAULTS)
     if preset is not None:
         parser.set_defaults(**PRESETS[preset]())
-    *arguments, extra = parser.parse_args_into_dataclasses(args=args, look_for_args_file=args is None)
+    *arguments, extra, remaining = parser.parse_args_into_dataclasses(
+        args=args, look_for_args_file=args is None, return_remaining_strings=True
+    )
+    removed = [a for a in remaining if a.split("=")[0].removeprefix("--lrtuner_") in REMOVED_LRTUNER_OPTIONS]
+    if removed:
+        raise ValueError(
+            f"{', '.join(removed)}: hf_lrtuner 0.2 replaced tuning points by races of the learning rate; use "
+            "--lrtuner_race_horizon, --lrtuner_max_races, --lrtuner_race_factor, --lrtuner_race_margin or "
+            "--lrtuner_explore_fraction instead."
+        )
+    if remaining:
+        raise ValueError(f"Some specified arguments are not used by the HfArgumentParser: {remaining}")
     return (*arguments, extra.preset)
 
 
@@ -278,8 +298,9 @@ def trainer_class_and_kwargs(schedule_args: ScheduleArguments, training_args: Tr
     class LRTunerQuestionAnsweringTrainer(LRTunerTrainerMixin, QuestionAnsweringTrainer):
         """`QuestionAnsweringTrainer` whose learning rate LRTuner tunes; Trainer's warmup_steps is the tuner's."""
 
-    # Built here so that invalid --lrtuner_* values fail before any data or model is loaded.
-    config = LRTunerConfig(seed=training_args.seed, **schedule_args.lrtuner_overrides())
+    # Built here so that invalid --lrtuner_* values fail before any data or model is loaded. Its warmup_steps stays 0:
+    # LRTunerTrainerMixin.create_scheduler then takes Trainer's (--warmup_steps), as the linear and knee runs do.
+    config = LRTunerConfig(**schedule_args.lrtuner_overrides())
     return LRTunerQuestionAnsweringTrainer, {"lrtuner_config": config}
 
 
@@ -294,8 +315,20 @@ def schedule_settings(schedule_args: ScheduleArguments, training_args: TrainingA
         settings["explore_fraction"] = schedule_args.knee_explore_fraction
         settings["decay"] = "linear to 0 from the knee to the last update"
     else:
-        settings["config"] = scheduler.config.to_dict()
-        settings["records"] = scheduler.tuner.records
+        tuner = scheduler.tuner
+        settings["warmup_steps"] = tuner.config.warmup_steps  # Trainer's, as LRTunerTrainerMixin took it
+        settings["decay_start"] = tuner.decay_start
+        settings["decay"] = "linear to 0 from decay_start to the last update, times the tuned level"
+        settings["config"] = tuner.config.to_dict()
+        settings["race_horizon"] = tuner.horizon
+        if hasattr(tuner, "down_horizon"):  # downward challengers race a shorter horizon
+            settings["down_horizon"] = tuner.down_horizon
+        settings["trial_budget"] = tuner.trial_budget
+        settings["final_level"] = tuner.level  # multiplier of learning_rate the races left
+        settings["final_learning_rate"] = tuner.level * training_args.learning_rate  # peak LR of the tuned schedule
+        settings["races"] = sum("levels" in record for record in tuner.records)
+        settings["rollbacks"] = tuner.rollbacks
+        settings["records"] = tuner.records
     return settings
 
 
@@ -340,8 +373,11 @@ def write_lr_loss_csv(path: str, rows: list[tuple[int, float, float]]) -> None:
     write_text_atomically(path, buffer.getvalue())
 
 
-def plot_lr_loss(path: str, rows: list[tuple[int, float, float]], title: str) -> bool:
-    """Plot learning rate and loss against the update; returns False (with a warning) if matplotlib is missing."""
+def plot_lr_loss(path: str, rows: list[tuple[int, float, float]], title: str, tuner=None) -> bool:
+    """Plot learning rate and loss against the update; returns False (with a warning) if matplotlib is missing.
+
+    With the `tuner` of an lrtuner run and a row for every update (`--logging_steps 1`), the LR panel also shows the
+    schedule's phases and the tuner's races and roll-backs (`hf_lrtuner.plotting.plot_lr_trajectory`)."""
     try:
         import matplotlib
 
@@ -351,11 +387,19 @@ def plot_lr_loss(path: str, rows: list[tuple[int, float, float]], title: str) ->
         logger.warning("matplotlib is not installed, so lr_loss.png is not written (pip install matplotlib).")
         return False
     steps, learning_rates, losses = zip(*rows) if rows else ((), (), ())
+    updates = [step - 1 for step in steps]  # the update a row logged, from 0 (as the tuner's records count)
     figure, (lr_axis, loss_axis) = plt.subplots(2, 1, sharex=True, figsize=(8, 6))
-    lr_axis.plot(steps, learning_rates)
-    lr_axis.set_ylabel("learning rate")
-    lr_axis.set_title(title)
-    loss_axis.plot(steps, losses)
+    if tuner is not None and rows and list(steps) == list(range(1, len(rows) + 1)):
+        from hf_lrtuner.plotting import plot_lr_trajectory
+
+        plot_lr_trajectory(learning_rates, tuner.records, tuner.config.warmup_steps, tuner.decay_start, ax=lr_axis,
+                           title=title)
+        lr_axis.set_xlabel("")
+    else:
+        lr_axis.plot(updates, learning_rates)
+        lr_axis.set_ylabel("learning rate")
+        lr_axis.set_title(title)
+    loss_axis.plot(updates, losses)
     loss_axis.set_ylabel("training loss")
     loss_axis.set_xlabel("update")
     figure.tight_layout()
@@ -464,13 +508,16 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     trainer.log_metrics("eval", eval_metrics)
 
     num_updates = trainer.state.global_step
-    trial_updates = trainer.lr_scheduler.tuner.trial_updates if schedule_args.lr_schedule == "lrtuner" else 0
+    tuner = trainer.lr_scheduler.tuner if schedule_args.lr_schedule == "lrtuner" else None
+    trial_updates = tuner.trial_updates if tuner is not None else 0
     metrics = {  # made JSON-safe below, so that it equals what metrics.json holds
         "exact_match": eval_metrics["eval_exact_match"],
         "f1": eval_metrics["eval_f1"],
         "updates": num_updates,
-        "trial_updates": trial_updates,
-        "total_updates": num_updates + trial_updates,
+        "trial_updates": trial_updates,  # challengers' replayed updates (lrtuner only): extra compute
+        "total_updates": num_updates + trial_updates,  # the run's compute in updates
+        "overhead": trial_updates / (num_updates + trial_updates) if num_updates + trial_updates else 0.0,
+        "final_level": tuner.level if tuner is not None else 1.0,
         "train_loss": train_result.training_loss,
         "train_seconds": round(train_seconds, 1),
         "eval_seconds": round(eval_seconds, 1),
@@ -513,12 +560,13 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         )
         write_lr_loss_csv(os.path.join(output_dir, "lr_loss.csv"), recorder.rows)
         title = f"SQuAD, {schedule_args.lr_schedule}"
-        plotted = plot_lr_loss(os.path.join(output_dir, "lr_loss.png"), recorder.rows, title)
+        plotted = plot_lr_loss(os.path.join(output_dir, "lr_loss.png"), recorder.rows, title, tuner)
         written = "metrics.json, predictions.json, lr_loss.csv" + (" and lr_loss.png" if plotted else "")
         logger.info(f"Wrote {written} to {output_dir}")
+    tuned = f", final level {tuner.level:.3g}" if tuner is not None else ""
     print(
         f"{schedule_args.lr_schedule}: exact_match = {metrics['exact_match']:.2f}, f1 = {metrics['f1']:.2f} "
-        f"({num_updates} updates + {trial_updates} trial updates, train {train_seconds:.0f} s, "
+        f"({num_updates} updates + {trial_updates} trial updates{tuned}, train {train_seconds:.0f} s, "
         f"eval {eval_seconds:.0f} s)"
     )
     return metrics

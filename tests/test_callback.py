@@ -48,8 +48,10 @@ def level_of_update(tuner, update):
 def test_user_optimizer_and_scheduler_race_log_and_count(tmp_path, optimizer_cls):
     recorder = RecordGroupLRs()
     lr = 1e-4 if optimizer_cls is torch.optim.AdamW else 1e-3  # 10x low: races raise it
+    # No margin, so that this short run on a hard task races more than once (a tie settles the level at once)
+    config = LRTunerConfig(race_horizon=10, race_margin=0.0, min_improvement=0.0)
     trainer, scheduler = user_optimizer_trainer(tmp_path, optimizer_cls, callbacks=[recorder], learning_rate=lr,
-                                                logging_steps=500)
+                                                logging_steps=500, config=config)
     trainer.train()
     tuner = scheduler.tuner
     assert tuner.total_steps == 60  # the budget came from Trainer's max_steps

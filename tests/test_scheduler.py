@@ -47,7 +47,7 @@ def test_budget_can_be_set_later_but_not_changed():
 
 def test_state_dict_is_plain_and_loads_with_weights_only():
     optimizer = two_group_optimizer()
-    scheduler = LRTunerScheduler(optimizer, num_training_steps=100, config=LRTunerConfig(warmup_steps=10, seed=3))
+    scheduler = LRTunerScheduler(optimizer, num_training_steps=100, config=LRTunerConfig(warmup_steps=10, race_margin=3.0))
     for _ in range(12):
         optimizer.step()
         scheduler.step()
@@ -59,7 +59,7 @@ def test_state_dict_is_plain_and_loads_with_weights_only():
     fresh = LRTunerScheduler(two_group_optimizer(), num_training_steps=100)
     fresh.load_state_dict(state)
     assert fresh.state_dict() == scheduler.state_dict()
-    assert fresh.config.seed == 3 and fresh.last_epoch == 12
+    assert fresh.config.race_margin == 3.0 and fresh.last_epoch == 12
 
 
 def test_wrong_config_type_is_refused():

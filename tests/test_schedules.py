@@ -1,8 +1,8 @@
-"""The knee schedule: warmup, constant, linear decay to 0."""
+"""The knee schedule: warmup, constant, linear decay to 0; the shape the tuner scales."""
 
 import pytest
 import torch
-from transformers import get_wsd_schedule
+from transformers import get_linear_schedule_with_warmup, get_wsd_schedule
 
 from hf_lrtuner.schedules import get_knee_schedule
 
@@ -53,3 +53,22 @@ def test_knee_rejects_bad_arguments(kwargs, message):
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match=message):
         get_knee_schedule(optimizer, **kwargs)
+
+
+@pytest.mark.parametrize("warmup, explore_fraction", [(10, 0.0), (10, 0.5), (0, 0.3), (25, 0.1)])
+def test_knee_is_the_shape_the_tuner_scales(warmup, explore_fraction):
+    # A tuner that never changes its level (no races) follows the knee schedule exactly
+    from hf_lrtuner import LRTunerConfig, LRTunerScheduler
+
+    steps = 100
+    knee = lr_factors(lambda optimizer: get_knee_schedule(optimizer, warmup, steps, explore_fraction), steps)
+    config = LRTunerConfig(warmup_steps=warmup, explore_fraction=explore_fraction, max_races=0)
+    tuner = lr_factors(lambda optimizer: LRTunerScheduler(optimizer, steps, config), steps)
+    assert tuner == pytest.approx(knee)
+
+
+def test_knee_without_explore_is_trainers_linear_schedule():
+    linear = lr_factors(lambda optimizer: get_linear_schedule_with_warmup(optimizer, 10, 100), 100)
+    assert lr_factors(lambda optimizer: get_knee_schedule(optimizer, 10, 100, explore_fraction=0.0), 100) == (
+        pytest.approx(linear)
+    )

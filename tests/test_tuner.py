@@ -137,7 +137,7 @@ def test_monitor_sees_a_collapse_to_a_constant_predictor():
     monitor = LossMonitor(collapse_fraction=0.5)
     learning = [2.30 - 1.7 * min(1.0, i / 40) + 0.05 * NOISE[i % 10] for i in range(80)]
     assert not any(feed(monitor, learning))
-    assert any(feed(monitor, [math.log(10)] * 15))
+    assert any(feed(monitor, [math.log(10)] * 20))
 
 
 def test_monitor_is_well_conditioned_near_zero_loss():
@@ -158,6 +158,13 @@ def test_monitor_sees_a_loss_that_climbs_from_the_start():
     monitor = LossMonitor(collapse_fraction=0.5)
     flags = feed(monitor, [1.0 + 0.01 * NOISE[i % 10] + (0.05 * (i - 15) if i > 15 else 0.0) for i in range(40)])
     assert not any(flags[:15]) and any(flags)
+
+
+def test_monitor_sees_a_loss_that_explodes_though_its_noise_grows_with_it():
+    monitor = LossMonitor(collapse_fraction=0.5)
+    feed(monitor, [1.0 + 0.05 * NOISE[i % 10] for i in range(30)])
+    flags = feed(monitor, [1.0 * 2.0**i for i in range(1, 15)])
+    assert any(flags[:5])
 
 
 def test_back_off_lowers_the_level_marks_it_unsafe_and_plans_a_race_downward():
