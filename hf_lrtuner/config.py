@@ -9,10 +9,10 @@ from typing import Optional
 
 # Default race horizon: this share of the budget, but never fewer than MIN_DEFAULT_HORIZON updates. On the fresh-head
 # tier of the tuner suite, races shorter than 0.1-0.2 of the budget pick 2-8x too large an LR (`docs/method.md`,
-# "Horizon"). A lower LR that wins a short race wins against that bias, so downward challengers race a quarter as long.
+# section 0). A lower LR that wins a shorter race wins against that bias, so downward challengers race half as long.
 DEFAULT_HORIZON_FRACTION = 0.2
 MIN_DEFAULT_HORIZON = 20
-DOWN_HORIZON_SHARE = 0.25
+DOWN_HORIZON_SHARE = 0.5
 
 
 @dataclass
@@ -28,12 +28,13 @@ class LRTunerConfig:
         explore_fraction (`float`, *optional*, defaults to 0.0):
             Share of the budget held at the tuned LR before the linear decay to zero starts (the explore-exploit "Knee"
             schedule). 0 gives Trainer's `linear` schedule: decay right after warmup. In [0, 1].
-        race_horizon (`int`, *optional*):
-            Updates an upward race lasts: the real run and a larger-LR challenger train this long on the same batches
-            before they are compared. Defaults to 20% of the budget, at least 20 updates.
-        down_horizon (`int`, *optional*):
-            Updates a downward race lasts. Short races favour larger LRs, so a smaller LR that wins a short one is
-            better still; defaults to a quarter of `race_horizon` (at least 5 updates).
+        race_horizon (`int` or `float`, *optional*):
+            Updates an upward race lasts (a float in (0, 1): that share of the budget): the real run and a larger-LR
+            challenger train this long on the same batches before they are compared. Defaults to 20% of the budget,
+            at least 20 updates.
+        down_horizon (`int` or `float`, *optional*):
+            Updates (or share of the budget) a downward race lasts. Short races favour larger LRs, so a smaller LR
+            that wins a shorter one is better still; defaults to half of `race_horizon` (at least 5 updates).
         max_races (`int`, *optional*, defaults to 4):
             Races per run at most. The first race has two challengers (one factor down, judged at `down_horizon`, and
             one up, judged at `race_horizon`); each later one a single challenger that continues in the direction the
@@ -44,7 +45,7 @@ class LRTunerConfig:
         race_margin (`float`, *optional*, defaults to 2.0):
             A challenger replaces the incumbent only when its mean loss over the second half of the race is lower
             by more than this many standard errors of the paired per-update difference.
-        min_improvement (`float`, *optional*, defaults to 0.005):
+        min_improvement (`float`, *optional*, defaults to 0.01):
             ... and lower by more than this share of the incumbent's mean loss: a tie keeps the user's LR.
         race_until (`float`, *optional*, defaults to 0.6):
             No race ends later than this share of the budget: late changes cannot pay back their cost. In (0, 1].
@@ -60,12 +61,12 @@ class LRTunerConfig:
 
     warmup_steps: int = 0
     explore_fraction: float = 0.0
-    race_horizon: Optional[int] = None
-    down_horizon: Optional[int] = None
+    race_horizon: Optional[float] = None
+    down_horizon: Optional[float] = None
     max_races: int = 4
     race_factor: float = 2.0
     race_margin: float = 2.0
-    min_improvement: float = 0.005
+    min_improvement: float = 0.01
     race_until: float = 0.6
     collapse_fraction: float = 0.5
     min_multiplier: float = 0.01
@@ -75,7 +76,13 @@ class LRTunerConfig:
         _check_int(self, "warmup_steps", minimum=0)
         _check_float(self, "explore_fraction", low=0.0, high=1.0, closed="[0, 1]")
         for name in ("race_horizon", "down_horizon"):
-            if getattr(self, name) is not None:
+            value = getattr(self, name)
+            if isinstance(value, float) and not value.is_integer():
+                _check_float(self, name, low=0.0, high=1.0, closed="(0, 1) as a share of the budget, or an integer >= 2",
+                             include_low=False, include_high=False)
+            elif value is not None:
+                if isinstance(value, float):
+                    setattr(self, name, int(value))
                 _check_int(self, name, minimum=2)
         _check_int(self, "max_races", minimum=0)
         _check_float(self, "race_factor", low=1.0, high=math.inf, closed="(1, inf)", include_low=False)
@@ -88,18 +95,25 @@ class LRTunerConfig:
 
     def resolve_race_horizon(self, total_steps: int) -> int:
         """Updates per upward race for a budget of `total_steps` updates."""
-        if self.race_horizon is not None:
-            return self.race_horizon
-        return max(MIN_DEFAULT_HORIZON, round(DEFAULT_HORIZON_FRACTION * total_steps))
+        return _updates(self.race_horizon, total_steps, DEFAULT_HORIZON_FRACTION, MIN_DEFAULT_HORIZON)
 
     def resolve_down_horizon(self, total_steps: int) -> int:
         """Updates per downward race for a budget of `total_steps` updates."""
-        if self.down_horizon is not None:
-            return self.down_horizon
-        return max(5, round(DOWN_HORIZON_SHARE * self.resolve_race_horizon(total_steps)))
+        if self.down_horizon is None:
+            return max(5, round(DOWN_HORIZON_SHARE * self.resolve_race_horizon(total_steps)))
+        return _updates(self.down_horizon, total_steps, DEFAULT_HORIZON_FRACTION, 2)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _updates(value, total_steps: int, default_fraction: float, minimum: int) -> int:
+    """A horizon given in updates (an int) or as a share of the budget (a float in (0, 1)), in updates."""
+    if value is None:
+        return max(minimum, round(default_fraction * total_steps))
+    if isinstance(value, float):
+        return max(minimum, round(value * total_steps))
+    return value
 
 
 def _check_int(config, name, minimum):

@@ -53,13 +53,20 @@ class LossMonitor:
 
     def __init__(self, collapse_fraction: float, state: Optional[dict] = None):
         self.collapse_fraction = collapse_fraction
-        state = state or {"count": 0, "ema": 0.0, "variance": 0.0, "initial": 0.0, "best": math.inf, "best_noise": 0.0}
+        state = state or {"count": 0, "ema": 0.0, "variance": 0.0, "initial": 0.0, "best": math.inf, "best_noise": 0.0,
+                          "quiet_until": self.SETTLE_UPDATES}
         self.count, self.ema, self.variance = state["count"], state["ema"], state["variance"]
         self.initial, self.best, self.best_noise = state["initial"], state["best"], state["best_noise"]
+        self.quiet_until = state["quiet_until"]
 
     def state_dict(self) -> dict:
         return {"count": self.count, "ema": self.ema, "variance": self.variance, "initial": self.initial,
-                "best": self.best, "best_noise": self.best_noise}
+                "best": self.best, "best_noise": self.best_noise, "quiet_until": self.quiet_until}
+
+    def give_time(self):
+        """No finite-loss verdict for the next `SETTLE_UPDATES` updates: after a roll-back the average lags behind
+        the restored state, and training at the lowered LR needs a few updates to show where it goes."""
+        self.quiet_until = self.count + self.SETTLE_UPDATES
 
     def update(self, loss: float) -> bool:
         """Add one update's loss; returns whether training has diverged."""
@@ -85,7 +92,7 @@ class LossMonitor:
         return math.sqrt(variance * self.SMOOTHING / (2 - self.SMOOTHING))
 
     def diverged(self) -> bool:
-        if self.count < self.SETTLE_UPDATES:
+        if self.count < self.quiet_until:
             return False
         progress = max(0.0, self.initial - self.best)
         return self.ema > self.best + max(self.collapse_fraction * progress, self.NOISE_SDS * self.best_noise)
@@ -181,6 +188,7 @@ class LRTuner:
             bool(challengers)
             and step + max(horizons) <= min(self.total_steps, self.config.race_until * self.total_steps)
             and self.trial_updates + sum(horizons) <= self.trial_budget
+            and self.monitor.healthy()  # the race's start is also where a divergence returns to
         )
 
     def start_race(self, step: int):
@@ -316,6 +324,7 @@ class LRTuner:
         self.level = max(self.config.min_multiplier, self.level / self.config.race_factor)
         self.direction, self.settled, self.race = -1, False, None
         self.monitor = LossMonitor(self.config.collapse_fraction, self.safe_point_monitor)
+        self.monitor.give_time()
         self.rollbacks += 1
         self.records.append({"step": step, "rollback_to": self.safe_point_step, "choice": self.level})
 

@@ -9,7 +9,8 @@ BAD_VALUES = [
     ("explore_fraction", 1.5),
     ("explore_fraction", float("nan")),
     ("race_horizon", 1),
-    ("race_horizon", 10.0),
+    ("race_horizon", 1.5),
+    ("race_horizon", "0.2"),
     ("down_horizon", 0),
     ("max_races", -1),
     ("race_factor", 1.0),
@@ -38,7 +39,9 @@ def test_bad_value_names_field_value_and_range(field, value):
 
 def test_default_horizon_follows_the_budget_with_a_floor():
     config = LRTunerConfig()
-    assert (config.resolve_race_horizon(14_000), config.resolve_down_horizon(14_000)) == (2800, 700)
-    assert (config.resolve_race_horizon(50), config.resolve_down_horizon(50)) == (20, 5)
+    assert (config.resolve_race_horizon(14_000), config.resolve_down_horizon(14_000)) == (2800, 1400)
+    assert (config.resolve_race_horizon(50), config.resolve_down_horizon(50)) == (20, 10)
+    assert LRTunerConfig(race_horizon=0.1, down_horizon=0.05).resolve_down_horizon(1000) == 50
+    assert LRTunerConfig(race_horizon=30.0).race_horizon == 30
     assert LRTunerConfig(race_horizon=7).resolve_race_horizon(14_000) == 7
     assert LRTunerConfig(race_horizon=40, down_horizon=3).resolve_down_horizon(14_000) == 3

@@ -47,7 +47,7 @@ def test_with_an_unbeatable_margin_the_run_is_bit_identical_to_linear_warmup_dec
     torch.manual_seed(7)
     scheduler = LRTunerScheduler(optimizer, STEPS, LRTunerConfig(warmup_steps=30, race_horizon=20, race_margin=1e9))
     log = train(model, optimizer, scheduler, dataset, "classification", STEPS)
-    assert len(log.records) == 1 and scheduler.tuner.trial_updates == 5 + 20
+    assert len(log.records) == 1 and scheduler.tuner.trial_updates == 10 + 20
 
     dataset, reference, optimizer = make_run("classification", 1e-2, dropout=0.2)
     torch.manual_seed(7)
