@@ -1,0 +1,314 @@
+"""The tuner suite: tasks that judge LR-tuning methods against a tuned linear-warmup-decay baseline.
+
+Shared pieces:
+
+- `Task`: the interface every task module registers (synthetic tiers A/B here, MiniLM tiers C/D elsewhere).
+- `METHODS`: method name -> schedule driver builder, used by the plain-PyTorch loop `train_loop`. A method string may
+  carry overrides, e.g. ``"lrtuner:race_margin=0,horizon_fraction=0.2"`` (parsed by `parse_method`).
+- `train_loop`: the plain-PyTorch training loop shared by the synthetic tasks (same batches for every method).
+
+Method strings:
+    ``linear``           transformers.get_linear_schedule_with_warmup(optimizer, W, T), W = round(0.1 T)
+    ``lrtuner[:k=v,..]`` hf_lrtuner's LRTunerScheduler + TrialRunner with LRTunerConfig(warmup_steps=W, k=v, ...)
+    ``lrtuner_v01[:k=v,..]`` the same from the first release (git commit 0d79354, `V01_COMMIT`): its search rule,
+                         ``runner.maybe_tune()`` before each update on random batches of the run, ``check_loss`` after
+
+To add a method, write ``def _build_x(model, optimizer, train_step, updates, warmup, overrides, **data) -> Driver``
+(``data``: ``loss_fn`` and ``batch_at`` of `train_loop`) and put it in `METHODS` (and in `LR_FREE` if it takes no LR).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+__all__ = ["Task", "METHODS", "LR_FREE", "parse_method", "build_driver", "train_loop", "default_warmup", "V01_COMMIT",
+           "load_lrtuner_v01"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of the suite.
+
+    ``run(method, lr, seed, split, updates, device) -> dict`` trains one run and returns at least ``metric``,
+    ``trial_updates``, ``probe_passes`` (0 for linear), optionally ``lr_trace`` (LR of every update), ``records``
+    (the tuner's decision records) and ``losses`` (online training loss of every update).
+    """
+
+    name: str  # e.g. "freshhead_adam"
+    tier: str  # "A" noisy quadratic, "B" synthetic transfer / scratch, "C" MiniLM classification, "D" MiniLM SQuAD
+    metric_name: str  # "accuracy", "f1", "loss"
+    higher_is_better: bool
+    delta: float  # no-harm margin, declared up front
+    updates: int  # T of a full run
+    quick_updates: int  # T in --quick mode
+    lr_grid: tuple  # x2-spaced peak LRs for the linear dev grid
+    run: Callable
+
+
+def default_warmup(updates: int) -> int:
+    """The warmup of both the baseline and the tuner: 10% of the run."""
+    return int(round(0.1 * updates))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Method strings
+
+
+def _parse_value(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text.strip()
+
+
+def parse_method(method: str) -> tuple[str, dict]:
+    """``"lrtuner:race_margin=0,arms=3"`` -> ``("lrtuner", {"race_margin": 0, "arms": 3})``."""
+    base, _, rest = method.partition(":")
+    overrides = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise ValueError(f"Method override {part!r} in {method!r} is not key=value.")
+        overrides[key.strip()] = _parse_value(value)
+    if base not in METHODS:
+        raise ValueError(f"Unknown method {base!r} (known: {sorted(METHODS)}).")
+    return base, overrides
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Schedule drivers: what happens around each update of the training loop.
+
+
+class Driver:
+    """Called by `train_loop` around each ordinary update."""
+
+    trial_updates = 0
+    probe_passes = 0
+    stop_on_nonfinite = True  # a non-finite training loss ends the run (a tuner may roll back instead)
+
+    def before_update(self):  # whatever the method does before an update (e.g. a tuning point)
+        pass
+
+    def after_update(self, batch, loss):  # scheduler step and whatever the method does after an update
+        raise NotImplementedError
+
+    def records(self) -> Optional[list]:
+        return None
+
+
+class _LinearDriver(Driver):
+    def __init__(self, optimizer, updates, warmup):
+        from transformers import get_linear_schedule_with_warmup
+
+        self.scheduler = get_linear_schedule_with_warmup(optimizer, warmup, updates)
+
+    def after_update(self, batch, loss):
+        self.scheduler.step()
+
+
+def _build_linear(model, optimizer, train_step, updates, warmup, overrides, **data):
+    if overrides:
+        raise ValueError(f"linear takes no overrides, got {overrides}")
+    return _LinearDriver(optimizer, updates, warmup)
+
+
+class _LRTunerDriver(Driver):
+    stop_on_nonfinite = False  # the tuner rolls back a diverged update itself
+
+    def __init__(self, model, optimizer, train_step, updates, warmup, overrides):
+        from hf_lrtuner import LRTunerConfig, LRTunerScheduler, TrialRunner
+
+        config = LRTunerConfig(warmup_steps=warmup, **overrides)
+        self.scheduler = LRTunerScheduler(optimizer, num_training_steps=updates, config=config)
+        self.runner = TrialRunner(model, optimizer, self.scheduler, train_step)
+
+    def after_update(self, batch, loss):
+        self.scheduler.step()
+        self.runner.after_update(batch, loss)
+
+    @property
+    def trial_updates(self):
+        return int(self.scheduler.tuner.trial_updates)
+
+    @property
+    def probe_passes(self):
+        return int(getattr(self.scheduler.tuner, "probe_passes", 0))
+
+    def records(self):
+        return _jsonable(list(self.scheduler.tuner.records))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, (int, str, bool)) or obj is None:
+        return obj
+    try:
+        return float(obj)
+    except (TypeError, ValueError):
+        return repr(obj)
+
+
+def _build_lrtuner(model, optimizer, train_step, updates, warmup, overrides, **data):
+    return _LRTunerDriver(model, optimizer, train_step, updates, warmup, overrides)
+
+
+# The first release, for the ablation of the decision rule: its package is extracted from git into a cache and loaded
+# as `hf_lrtuner_v01`, next to the current `hf_lrtuner`.
+V01_COMMIT = "0d79354"
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_V01_DIR = os.path.join(_REPO, ".cache", "hf_lrtuner_v01")  # holds hf_lrtuner/ of V01_COMMIT
+
+
+def load_lrtuner_v01():
+    """The `hf_lrtuner` package of `V01_COMMIT`, imported as `hf_lrtuner_v01` (extracted from git at first use).
+
+    The extraction goes to a temporary folder renamed into place, so worker processes starting at once are safe."""
+    name = "hf_lrtuner_v01"
+    if name in sys.modules:
+        return sys.modules[name]
+    package = os.path.join(_V01_DIR, "hf_lrtuner")
+    if not os.path.isdir(package):
+        os.makedirs(os.path.dirname(_V01_DIR), exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".hf_lrtuner_v01-", dir=os.path.dirname(_V01_DIR))
+        try:
+            os.chmod(tmp, 0o755)
+            archive = subprocess.run(["git", "-C", _REPO, "archive", V01_COMMIT, "hf_lrtuner"], check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True, capture_output=True)
+            os.rename(tmp, _V01_DIR)
+        except OSError:
+            if not os.path.isdir(package):  # not another process winning the rename
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(package, "__init__.py"),
+                                                  submodule_search_locations=[package])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+class _RandomBatches:
+    """The batch source of the v01 TrialRunner: batches of the run at a random permutation of its steps (torch's RNG,
+    which the runner seeds), as a shuffling DataLoader over the training batches would give."""
+
+    def __init__(self, batch_at, updates):
+        self.batch_at, self.updates = batch_at, updates
+
+    def __iter__(self):
+        import torch
+
+        for k in torch.randperm(self.updates).tolist():
+            yield self.batch_at(k)
+
+
+class _LRTunerV01Driver(_LRTunerDriver):
+    def __init__(self, model, optimizer, train_step, updates, warmup, overrides, loss_fn, batch_at):
+        v01 = load_lrtuner_v01()
+        config = v01.LRTunerConfig(warmup_steps=warmup, **overrides)
+        self.scheduler = v01.LRTunerScheduler(optimizer, num_training_steps=updates, config=config)
+        self.runner = v01.TrialRunner(model, optimizer, self.scheduler, train_step, loss_fn,
+                                      _RandomBatches(batch_at, updates))
+
+    def before_update(self):
+        self.runner.maybe_tune()
+
+    def after_update(self, batch, loss):
+        self.scheduler.step()
+        self.runner.check_loss(loss)
+
+
+def _build_lrtuner_v01(model, optimizer, train_step, updates, warmup, overrides, **data):
+    if data.get("loss_fn") is None or data.get("batch_at") is None:
+        raise ValueError("lrtuner_v01 needs the loss_fn and batch_at of train_loop")
+    return _LRTunerV01Driver(model, optimizer, train_step, updates, warmup, overrides, data["loss_fn"],
+                             data["batch_at"])
+
+
+# name -> builder(model, optimizer, train_step, updates, warmup, overrides, loss_fn=..., batch_at=...) -> Driver
+METHODS: dict[str, Callable[..., Driver]] = {
+    "linear": _build_linear, "lrtuner": _build_lrtuner, "lrtuner_v01": _build_lrtuner_v01,
+}
+# Methods that take no LR (run once per seed, with an empty guess).
+LR_FREE: set[str] = set()
+
+
+def build_driver(method, model, optimizer, train_step, updates, warmup, loss_fn=None, batch_at=None) -> Driver:
+    base, overrides = parse_method(method)
+    return METHODS[base](model, optimizer, train_step, updates, warmup, overrides, loss_fn=loss_fn, batch_at=batch_at)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The shared plain-PyTorch loop
+
+
+def train_loop(model, optimizer, loss_fn, batch_at, updates, method, warmup=None, record_losses=True):
+    """Train `updates` updates; batch `batch_at(step)` is the same for every method of a seed.
+
+    `loss_fn(batch)` returns the training loss (forward only). Returns a dict with ``losses`` (online loss of each
+    update, computed in that update's forward pass, before the step), ``lr_trace``, ``trial_updates``,
+    ``probe_passes``, ``records`` and ``diverged`` (a non-finite loss stopped the run).
+    """
+    warmup = default_warmup(updates) if warmup is None else warmup
+
+    def train_step(batch):
+        loss = loss_fn(batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    driver = build_driver(method, model, optimizer, train_step, updates, warmup, loss_fn, batch_at)
+    losses, lrs = [], []
+    diverged = False
+    for step in range(updates):
+        batch = batch_at(step)
+        driver.before_update()
+        lrs.append(float(optimizer.param_groups[0]["lr"]))
+        loss = train_step(batch)
+        value = float(loss.detach())
+        losses.append(value)
+        driver.after_update(batch, loss)
+        if not math.isfinite(value):
+            diverged = True
+            if driver.stop_on_nonfinite:
+                break
+    return {
+        "losses": losses if record_losses else None,
+        "lr_trace": lrs,
+        "trial_updates": int(driver.trial_updates),
+        "probe_passes": int(driver.probe_passes),
+        "records": driver.records(),
+        "diverged": diverged,
+    }
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start

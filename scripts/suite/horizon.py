@@ -1,0 +1,198 @@
+"""Crossover horizon h*(T) of a race between LR levels on the tier-B fresh-head task.
+
+For each run length T, linear-warmup-decay runs at a x2 grid of peak LRs (several seeds, the same batches for every
+level of a seed) record the online training loss of every update (the loss of the batch in that update's forward
+pass, before the step) and the final dev metric. A race of horizon h, started at step 0 with every level following its
+real schedule, would keep the level with the lowest mean online loss over updates (h/2, h] (mean over seeds).
+
+h*(T) is the smallest h from which the race winner at every h' >= h (h' < T, on the horizon list) is "within noise"
+of the best level: the best level itself, or an adjacent level (x2) whose final metric is within `tol` of the best
+(0.5 accuracy points; 0.01 nats for the loss).
+
+Usage (about a minute on one thread):
+
+    python -m suite.horizon            # from scripts/, or: python scripts/suite/horizon.py
+    python scripts/suite/horizon.py --seeds 10 --csv docs/results/horizon.csv
+
+Writes `docs/results/horizon.csv` (T, h, winner_lr, winner_metric, best_lr, best_metric, spearman), the per-run grid
+`docs/results/horizon_grid.csv` (T, lr, seed, dev accuracy, dev loss) and prints h*(T).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import statistics as st
+import sys
+import time
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "suite"
+
+import torch
+
+from suite.tasks_synthetic import run_freshhead
+
+# x2 grids of peak LRs (8 levels) bracketing the best level of each T (checked on the dev split; see the output).
+GRIDS = {
+    150: tuple(1e-3 * 2**k for k in range(8)),
+    500: tuple(4e-4 * 2**k for k in range(8)),
+    2000: tuple(2e-4 * 2**k for k in range(8)),
+}
+HORIZONS = (5, 10, 15, 20, 30, 40, 60, 80, 100, 150, 200, 300, 400, 600, 800, 1000, 1500)
+
+
+def ranks(values):
+    """Average ranks (1 = smallest)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def spearman(a, b):
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = st.mean(ra), st.mean(rb)
+    num = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    den = math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
+    return num / den if den else float("nan")
+
+
+def race_table(levels, losses, metric, higher_is_better, tol, T, horizons=HORIZONS):
+    """Rows (h, winner, winner_metric, best, best_metric, spearman, ok) for each horizon h < T.
+
+    losses[lr] = list over seeds of the online losses; metric[lr] = mean final metric.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    best = max(levels, key=lambda lr: sign * metric[lr])
+    rows = []
+    for h in horizons:
+        if h >= T:
+            continue
+        lo = h // 2
+        race = {}
+        for lr in levels:
+            per_seed = [st.mean(x[lo:h]) if len(x) >= h else float("inf") for x in losses[lr]]
+            v = st.mean(per_seed)
+            race[lr] = v if math.isfinite(v) else float("inf")
+        winner = min(levels, key=lambda lr: race[lr])
+        adjacent = abs(math.log2(winner / best)) <= 1 + 1e-9
+        ok = winner == best or (adjacent and sign * (metric[best] - metric[winner]) <= tol)
+        rho = spearman([-race[lr] if math.isfinite(race[lr]) else -1e30 for lr in levels],
+                       [sign * metric[lr] for lr in levels])
+        rows.append((h, winner, metric[winner], best, metric[best], rho, ok))
+    return rows
+
+
+def first_ok(rows):
+    """Smallest h whose race winner is ok (the upward short-horizon bias is over)."""
+    return next((h for h, *_, ok in rows if ok), None)
+
+
+def crossover(rows):
+    """Smallest h from which every row is ok (None if the last row is not)."""
+    h_star = None
+    for h, *_, ok in reversed(rows):
+        if not ok:
+            break
+        h_star = h
+    return h_star
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--Ts", type=int, nargs="+", default=sorted(GRIDS))
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seeds_long", type=int, default=None, help="seeds for T=2000 (default: --seeds)")
+    p.add_argument("--csv", default="docs/results/horizon.csv")
+    p.add_argument("--grid_csv", default="docs/results/horizon_grid.csv")
+    p.add_argument("--summary", default="/tmp/horizon_summary.txt")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+
+    all_rows, summary = [], []
+    grid_rows = []
+    for T in args.Ts:
+        levels = GRIDS[T]
+        n_seeds = args.seeds_long if (T >= 2000 and args.seeds_long) else args.seeds
+        losses, acc, nll = {}, {}, {}
+        t0 = time.perf_counter()
+        for lr in levels:
+            losses[lr], accs, nlls = [], [], []
+            for seed in range(n_seeds):
+                out = run_freshhead("linear", lr, seed, "dev", T, record_losses=True)
+                losses[lr].append(out["losses"])
+                accs.append(out["metric"])
+                nlls.append(out["eval_loss"])
+                grid_rows.append((T, lr, seed, out["metric"], out["eval_loss"]))
+            acc[lr], nll[lr] = st.mean(accs), st.mean(nlls)
+            sd = st.stdev(accs) if len(accs) > 1 else 0.0
+            print(f"T={T} lr={lr:.3g} dev acc {acc[lr]:.2f} (sd {sd:.2f}) dev loss {nll[lr]:.4f}", flush=True)
+        print(f"T={T}: {time.perf_counter() - t0:.1f}s for {len(levels)} levels x {n_seeds} seeds", flush=True)
+        rows_acc = race_table(levels, losses, acc, True, 0.5, T)
+        rows_nll = race_table(levels, losses, nll, False, 0.01, T)
+        for h, w, wm, b, bm, rho, ok in rows_acc:
+            all_rows.append((T, h, w, wm, b, bm, rho))
+        best_acc = max(levels, key=acc.get)
+        best_nll = min(levels, key=nll.get)
+        interior = levels[0] < best_acc < levels[-1]
+        hs_acc, hs_nll = crossover(rows_acc), crossover(rows_nll)
+        trail = " ".join(f"{h}:{w:.2g}{'' if ok else '*'}" for h, w, _, _, _, _, ok in rows_acc)
+        print(f"\nT={T}  h  winner  acc  | best {best_acc:.3g} ({acc[best_acc]:.2f})  spearman  ok")
+        for (h, w, wm, b, bm, rho, ok), (_, wn, *_r, okn) in zip(rows_acc, rows_nll):
+            print(f"   {h:5d}  {w:.3g}  {wm:.2f}  {rho:+.2f}  {'ok' if ok else '--'}"
+                  f"  (loss: {wn:.3g} {'ok' if okn else '--'})")
+        summary.append((T, n_seeds, best_acc, acc[best_acc], interior, hs_acc, best_nll, nll[best_nll], hs_nll,
+                        first_ok(rows_acc), trail, [(h, rho) for h, _, _, _, _, rho, _ in rows_acc]))
+
+    os.makedirs(os.path.dirname(args.csv) or ".", exist_ok=True)
+    with open(args.csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["T", "h", "winner_lr", "winner_metric", "best_lr", "best_metric", "spearman"])
+        for T, h, wl, wm, bl, bm, rho in all_rows:
+            w.writerow([T, h, f"{wl:.6g}", f"{wm:.3f}", f"{bl:.6g}", f"{bm:.3f}", f"{rho:.3f}"])
+    with open(args.grid_csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["T", "lr", "seed", "dev_accuracy", "dev_loss"])
+        for T, lr, seed, a, l in grid_rows:
+            w.writerow([T, f"{lr:.6g}", seed, f"{a:.3f}", f"{l:.5f}"])
+
+    lines = [
+        "Crossover horizon h*(T), tier-B fresh-head task (freshhead_adam), linear warmup 10% + linear decay.",
+        "Race winner at h = level with lowest mean online training loss over updates (h/2, h], mean over seeds.",
+        "ok = the race winner is the dev-best level or an adjacent (x2) level within 0.5 acc points "
+        "(0.01 nats for loss).",
+        "h* = smallest h from which every later race winner is ok; first_ok = smallest ok h.",
+        "",
+        f"{'T':>5} {'seeds':>5} {'best_lr':>8} {'acc':>6} {'interior':>8} {'first_ok':>8} {'frac':>6}"
+        f" {'h*(acc)':>8} {'h*/T':>6} {'best_lr(loss)':>13} {'loss':>7} {'h*(loss)':>8} {'h*/T':>6}",
+    ]
+    fmt = lambda h, T: f"{h / T:.3f}" if h else "n/a"
+    for T, n, bl, ba, inter, hs, bn, bnl, hsn, fo, trail, rhos in summary:
+        lines.append(f"{T:>5} {n:>5} {bl:>8.3g} {ba:>6.2f} {str(inter):>8} {str(fo):>8} {fmt(fo, T):>6}"
+                     f" {str(hs):>8} {fmt(hs, T):>6} {bn:>13.3g} {bnl:>7.4f} {str(hsn):>8} {fmt(hsn, T):>6}")
+    lines.append("")
+    lines.append("Race winner by horizon (h:level, * = not ok) and Spearman(race ranking, final ranking):")
+    for T, *_, trail, rhos in summary:
+        lines.append(f"  T={T}: {trail}")
+        lines.append(f"  T={T} spearman: " + " ".join(f"{h}:{r:+.2f}" for h, r in rhos))
+    text = "\n".join(lines)
+    print("\n" + text)
+    if args.summary:
+        with open(args.summary, "w") as f:
+            f.write(text + "\n")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Summarise a tuner-suite CSV (from `scripts/tuner_suite.py`) into a markdown report and one plot per task.
+
+    python scripts/suite_report.py --csv docs/results/suite.csv --out docs/results/suite.md
+
+Everything is computed from the CSV alone:
+
+- the linear dev-grid curve per task (mean, sd, n per LR; the best level is the tuned LR eta*);
+- per task, method and guess: mean and sd of the test metric, and the regret paired by seed against linear at x1,
+  R = sign * (M(linear@x1) - M(method@g)), signed so that positive regret = worse than the tuned baseline;
+- the one-sided 95% upper bound of the mean regret at x1 (t distribution over seeds);
+- "no harm" at x1: upper bound < delta;
+- "no sweep": mean regret <= delta at x0.3 and x3, and <= max(delta, 0.25 * linear's regret at the same guess) at
+  x0.1 and x10;
+- total compute = updates + trial_updates + probe_passes / 3, as a ratio to linear's.
+LR-free methods (empty guess) are judged like a guess of x1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import statistics as st
+import sys
+from collections import defaultdict
+
+# One-sided 95% quantiles of Student's t, by degrees of freedom (scipy is not a dependency).
+_T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860, 9: 1.833, 10: 1.812,
+        11: 1.796, 12: 1.782, 13: 1.771, 14: 1.761, 15: 1.753, 16: 1.746, 17: 1.740, 18: 1.734, 19: 1.729, 20: 1.725,
+        21: 1.721, 22: 1.717, 23: 1.714, 24: 1.711, 25: 1.708, 26: 1.706, 27: 1.703, 28: 1.701, 29: 1.699, 30: 1.697,
+        40: 1.684, 60: 1.671, 120: 1.658}
+
+
+def t95(df: int) -> float:
+    if df <= 0:
+        return math.inf
+    if df in _T95:
+        return _T95[df]
+    larger = [k for k in _T95 if k > df]
+    return _T95[min(larger)] if larger else 1.645
+
+
+def mean_sd(values):
+    vals = list(values)
+    if not vals:
+        return math.nan, math.nan
+    if any(not math.isfinite(v) for v in vals):
+        return (math.inf if any(v == math.inf for v in vals) else math.nan), math.nan
+    return st.mean(vals), (st.stdev(vals) if len(vals) > 1 else math.nan)
+
+
+def upper_bound(values):
+    m, sd = mean_sd(values)
+    n = len(values)
+    if n < 2 or not math.isfinite(m):
+        return math.inf if n < 2 or m != -math.inf else m
+    return m + t95(n - 1) * sd / math.sqrt(n)
+
+
+def f(x, digits=4):
+    """Significant-digit formatting; '–' for missing values."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.{digits}g}"
+
+
+def guess_label(g: str) -> str:
+    if g == "":
+        return "(LR-free)"
+    v = float(g)
+    if v < 1 and abs(1 / v - round(1 / v)) < 1e-3 and round(1 / v) not in (10,):
+        return f"x1/{round(1 / v)}"
+    return f"x{v:g}"
+
+
+def analyse(rows):
+    """Nested summary per (task, updates)."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["task"], int(r["updates"]))].append(r)
+    out = []
+    for (task, updates), rs in sorted(groups.items()):
+        info = rs[0]
+        higher = info["higher_is_better"] in ("1", "True", "true")
+        sign = 1.0 if higher else -1.0
+        delta = float(info["delta"])
+        dev = defaultdict(list)
+        test = defaultdict(dict)  # (method, guess) -> seed -> row
+        for r in rs:
+            if r["split"] == "dev" and r["method"] == "linear":
+                dev[float(r["lr"])].append(float(r["metric"]))
+            elif r["split"] == "test":
+                test[(r["method"], r["guess"])][r["seed"]] = r
+        dev_stats = {lr: mean_sd(v) + (len(v),) for lr, v in sorted(dev.items())}
+
+        def dev_score(lr):
+            m = dev_stats[lr][0]
+            return sign * m if math.isfinite(m) else -math.inf
+
+        eta = max(sorted(dev_stats), key=dev_score) if dev_stats else None
+        interior = eta is not None and min(dev_stats) < eta < max(dev_stats)
+        base = test.get(("linear", "1"), {})
+        lin_regret = {}
+        cells = []
+        for (method, guess), seeds in test.items():
+            metrics = [float(r["metric"]) for r in seeds.values()]
+            m, sd = mean_sd(metrics)
+            paired = [sign * (float(base[s]["metric"]) - float(r["metric"])) for s, r in seeds.items() if s in base]
+            rm, rsd = mean_sd(paired) if paired else (math.nan, math.nan)
+            compute = mean_sd([int(r["updates"]) + int(r["trial_updates"]) + int(r["probe_passes"]) / 3
+                               for r in seeds.values()])[0]
+            lr = st.mean(float(r["lr"]) for r in seeds.values()) if guess != "" else None
+            cell = dict(method=method, guess=guess, lr=lr, n=len(metrics), mean=m, sd=sd, regret=rm, regret_sd=rsd,
+                        n_paired=len(paired), ub=upper_bound(paired) if paired else math.nan,
+                        compute=compute / updates, wall=st.mean(float(r["wall_s"]) for r in seeds.values()),
+                        trial=st.mean(int(r["trial_updates"]) for r in seeds.values()))
+            cells.append(cell)
+            if method == "linear":
+                lin_regret[guess] = rm
+        cells.sort(key=lambda c: (c["method"] != "linear", c["method"], float(c["guess"]) if c["guess"] else 1.0))
+        out.append(dict(task=task, tier=info["tier"], metric=info["metric_name"], higher=higher, delta=delta,
+                        updates=updates, dev=dev_stats, eta=eta, interior=interior, cells=cells,
+                        lin_regret=lin_regret))
+    return out
+
+
+def verdicts(t):
+    """Per method: no-harm and no-sweep checks."""
+    by_method = defaultdict(dict)
+    for c in t["cells"]:
+        by_method[c["method"]][c["guess"]] = c
+    res = {}
+    delta = t["delta"]
+    for method, cells in by_method.items():
+        at1 = cells.get("1") or cells.get("")
+        v = {"no_harm": None, "ub": math.nan, "sweep": {}, "compute": math.nan}
+        if at1 is not None and at1["n_paired"]:
+            v["ub"] = at1["ub"]
+            v["no_harm"] = at1["ub"] < delta
+            v["compute"] = at1["compute"]
+        for g in ("0.3", "3"):
+            if g in cells and cells[g]["n_paired"]:
+                v["sweep"][g] = cells[g]["regret"] <= delta
+        for g in ("0.1", "10"):
+            if g in cells and cells[g]["n_paired"]:
+                lin = t["lin_regret"].get(g, math.nan)
+                allowed = max(delta, 0.25 * lin) if math.isfinite(lin) else delta
+                v["sweep"][g] = cells[g]["regret"] <= allowed
+        if "" in cells:  # LR-free: one setting, judged at every guess like x1
+            v["sweep"] = {"": cells[""]["regret"] <= delta} if cells[""]["n_paired"] else {}
+        res[method] = v
+    return res
+
+
+def plot(t, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if t["dev"]:
+        lrs = sorted(t["dev"])
+        ax1.errorbar(lrs, [t["dev"][lr][0] for lr in lrs], yerr=[t["dev"][lr][1] if math.isfinite(t["dev"][lr][1])
+                     else 0 for lr in lrs], marker="o", capsize=3, color="k")
+        if t["eta"]:
+            ax1.axvline(t["eta"], color="gray", ls=":")
+        ax1.set_xscale("log")
+        ax1.set_xlabel("peak LR (linear warmup-decay)")
+        ax1.set_ylabel(f"dev {t['metric']}")
+        ax1.set_title(f"{t['task']}: dev grid (T={t['updates']})")
+    methods = sorted({c["method"] for c in t["cells"]}, key=lambda m: (m != "linear", m))
+    for method in methods:
+        cs = [c for c in t["cells"] if c["method"] == method and c["guess"] != "" and math.isfinite(c["mean"])]
+        if cs:
+            ax2.errorbar([float(c["guess"]) for c in cs], [c["mean"] for c in cs],
+                         yerr=[c["sd"] if math.isfinite(c["sd"]) else 0 for c in cs], marker="o", capsize=3,
+                         label=method)
+        free = [c for c in t["cells"] if c["method"] == method and c["guess"] == "" and math.isfinite(c["mean"])]
+        for c in free:
+            ax2.axhline(c["mean"], ls="--", label=f"{method} (LR-free)")
+    ax2.set_xscale("log")
+    ax2.set_xlabel("initial LR / tuned LR (guess)")
+    ax2.set_ylabel(f"test {t['metric']}")
+    ax2.set_title(f"{t['task']}: test metric vs guess")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render(tasks, csv_path, out_path, make_plots=True):
+    lines = ["# Tuner suite report", "", f"Source: `{csv_path}` (computed from the CSV only by "
+             "`scripts/suite_report.py`).", "",
+             "Regret R = sign x (M(linear@x1) - M(method@g)), paired by seed; positive = worse than the tuned "
+             "baseline. UB95 = one-sided 95% t upper bound of the mean regret. No harm: UB95(x1) < delta. No sweep: "
+             "mean regret <= delta at x0.3/x3, <= max(delta, 0.25 x linear's regret at that guess) at x0.1/x10. "
+             "Compute = (updates + trial updates + probe passes / 3) / linear's updates.", ""]
+    # Overview
+    lines += ["## Overview", "",
+              "| task | tier | T | metric | delta | eta* (dev) | interior | method | UB95 regret x1 | no harm | "
+              "no sweep (x0.1, x0.3, x3, x10) | compute |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for t in tasks:
+        for method, v in sorted(verdicts(t).items(), key=lambda kv: (kv[0] != "linear", kv[0])):
+            sweep = ", ".join(f"{guess_label(g)}:{'pass' if ok else 'FAIL'}" for g, ok in sorted(
+                v["sweep"].items(), key=lambda kv: float(kv[0]) if kv[0] else 1.0)) or "–"
+            harm = "–" if v["no_harm"] is None else ("pass" if v["no_harm"] else "FAIL")
+            lines.append(f"| {t['task']} | {t['tier']} | {t['updates']} | {t['metric']} | {f(t['delta'])} | "
+                         f"{f(t['eta']) if t['eta'] else '–'} | {'yes' if t['interior'] else 'NO'} | {method} | "
+                         f"{f(v['ub'])} | {harm} | {sweep} | {f(v['compute'])} |")
+    lines.append("")
+    for t in tasks:
+        name = t["task"]
+        lines += [f"## {name} (tier {t['tier']}, T={t['updates']}, {t['metric']}, "
+                  f"{'higher' if t['higher'] else 'lower'} is better, delta={f(t['delta'])})", ""]
+        if t["dev"]:
+            lines += ["Linear dev grid (split dev):", "", "| peak LR | mean | sd | n |", "|---|---|---|---|"]
+            for lr, (m, sd, n) in t["dev"].items():
+                mark = " **(best)**" if lr == t["eta"] else ""
+                lines.append(f"| {lr:.3g}{mark} | {f(m, 5)} | {f(sd)} | {n} |")
+            lines += ["", f"Tuned LR eta* = {f(t['eta'])} ({'interior' if t['interior'] else 'AT THE EDGE'}).", ""]
+        if t["cells"]:
+            lines += ["Test (split test):", "",
+                      "| method | guess | lr | n | mean | sd | regret | regret sd | UB95 | trial upd. | compute "
+                      "| wall s |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            for c in t["cells"]:
+                lines.append(f"| {c['method']} | {guess_label(c['guess'])} | {f(c['lr']) if c['lr'] else '–'} | "
+                             f"{c['n']} | {f(c['mean'], 5)} | {f(c['sd'])} | {f(c['regret'])} | {f(c['regret_sd'])} | "
+                             f"{f(c['ub'])} | {f(c['trial'], 5)} | {f(c['compute'])} | {f(c['wall'])} |")
+            lines.append("")
+        if make_plots and (t["dev"] or t["cells"]):
+            png = os.path.splitext(out_path)[0] + f"_{name}_T{t['updates']}.png"
+            plot(t, png)
+            lines += [f"![{name}]({os.path.basename(png)})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--csv", default="docs/results/suite.csv")
+    p.add_argument("--out", default="docs/results/suite.md")
+    p.add_argument("--no_plots", action="store_true")
+    args = p.parse_args(argv)
+    with open(args.csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    tasks = analyse(rows)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    text = render(tasks, args.csv, args.out, make_plots=not args.no_plots)
+    with open(args.out, "w") as fh:
+        fh.write(text)
+    print(f"wrote {args.out} ({len(tasks)} task(s))")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Smoke tests of the tuner suite's plumbing (scripts/tuner_suite.py, scripts/suite/, scripts/suite_report.py).
+
+Tiny runs only (tens of updates): the CSV has exactly the suite's columns, a rerun skips the rows already there, the
+dev grid is extended when its best level is at an edge, and the report runs on the CSV.
+"""
+
+import csv
+import dataclasses
+import os
+import sys
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+_SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+if _SCRIPTS not in sys.path:  # until setup.cfg's [tool:pytest] pythonpath lists scripts
+    sys.path.insert(0, _SCRIPTS)
+
+import suite_report  # noqa: E402
+from suite import METHODS, parse_method  # noqa: E402
+from suite.runner import COLUMNS, read_rows, records_path, register_task, run_suite  # noqa: E402
+from suite.tasks_synthetic import TASKS  # noqa: E402
+
+EXPECTED_COLUMNS = [
+    "task", "tier", "method", "guess", "lr", "seed", "split", "metric_name", "metric", "higher_is_better", "delta",
+    "updates", "trial_updates", "probe_passes", "wall_s",
+]
+GUESSES = (0.1, 1.0, 10.0)
+
+
+def _tiny(name, base, updates, grid):
+    return register_task(dataclasses.replace(TASKS[base], name=name, quick_updates=updates, updates=updates,
+                                             lr_grid=grid))
+
+
+@pytest.fixture(scope="module")
+def tiny_tasks():
+    return [
+        _tiny("tiny_nqm", "nqm_sgd", 30, (0.08, 0.16, 0.32, 0.64)),
+        _tiny("tiny_freshhead", "freshhead_adam", 20, (0.0032, 0.0064, 0.0128)),
+    ]
+
+
+def _lrtuner_available():
+    try:
+        from hf_lrtuner import TrialRunner
+    except ImportError:
+        return False
+    return hasattr(TrialRunner, "after_update")
+
+
+def _v01_available():  # the first release's package is extracted from git: needs its commit in the clone
+    import subprocess
+
+    from suite import V01_COMMIT
+
+    try:
+        return subprocess.run(["git", "cat-file", "-e", f"{V01_COMMIT}^{{commit}}"], cwd=_SCRIPTS,
+                              capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+def _silent(*args, **kwargs):
+    pass
+
+
+def test_method_strings():
+    assert parse_method("linear") == ("linear", {})
+    assert parse_method("lrtuner:race_margin=0, max_races=2,race_horizon=None") == (
+        "lrtuner", {"race_margin": 0, "max_races": 2, "race_horizon": None})
+    assert "linear" in METHODS and "lrtuner" in METHODS
+    with pytest.raises(ValueError):
+        parse_method("nosuchmethod")
+    with pytest.raises(ValueError):
+        parse_method("lrtuner:race_margin")
+
+
+def test_columns_are_the_suites():
+    assert COLUMNS == EXPECTED_COLUMNS
+
+
+def test_linear_is_transformers_warmup_decay(tiny_tasks):
+    out = TASKS["nqm_sgd"].run("linear", 0.1, 0, "dev", 20, "cpu")
+    trace = out["lr_trace"]
+    assert len(trace) == 20 and trace[0] == 0.0  # warmup round(0.1 * 20) = 2 updates from 0
+    assert trace[2] == pytest.approx(0.1) and trace[-1] == pytest.approx(0.1 / 18)
+    assert out["trial_updates"] == 0 and out["probe_passes"] == 0
+
+
+@pytest.mark.skipif(not _v01_available(), reason="commit of the first release not in this clone")
+def test_lrtuner_v01_runs_the_first_release():
+    import math
+
+    import hf_lrtuner
+
+    task = _tiny("tiny_freshhead_v01", "freshhead_adam", 40, (0.0064,))
+    out = task.run("lrtuner_v01", 0.0064, 0, "test", task.quick_updates, "cpu")
+    assert out["trial_updates"] > 0 and out["probe_passes"] > 0 and out["records"]
+    assert math.isfinite(out["metric"]) and len(out["lr_trace"]) == 40
+    assert sys.modules["hf_lrtuner_v01"].TrialRunner is not hf_lrtuner.TrialRunner
+    assert parse_method("lrtuner_v01:noise_tolerance=0.5") == ("lrtuner_v01", {"noise_tolerance": 0.5})
+
+
+def test_suite_writes_csv_resumes_and_reports(tiny_tasks, tmp_path):
+    path = str(tmp_path / "suite.csv")
+    names = [t.name for t in tiny_tasks]
+    methods = ["linear"] + (["lrtuner"] if _lrtuner_available() else [])
+    out = run_suite(names, methods, [0], path, quick=True, guesses=GUESSES, log=_silent)
+    assert not out["errors"], out["errors"][0]["error"] if out["errors"] else ""
+    with open(path, newline="") as f:
+        header = next(csv.reader(f))
+    assert header == EXPECTED_COLUMNS
+    rows = read_rows(path)
+    for task in tiny_tasks:
+        dev = [r for r in rows if r["task"] == task.name and r["split"] == "dev"]
+        test = [r for r in rows if r["task"] == task.name and r["split"] == "test"]
+        assert {float(r["lr"]) for r in dev} >= set(task.lr_grid)
+        assert all(r["method"] == "linear" and r["guess"] == "" for r in dev)
+        assert len(test) == len(methods) * len(GUESSES)
+        assert all(r["updates"] == str(task.quick_updates) and r["tier"] == task.tier for r in rows
+                   if r["task"] == task.name)
+        x1 = [r for r in test if r["guess"] == "1"]
+        assert {float(r["lr"]) for r in x1} == {out["eta"][task.name]}
+    if "lrtuner" in methods:
+        assert os.path.exists(records_path(path))
+
+    # resume: nothing new runs, nothing is appended
+    logged = []
+    run_suite(names, methods, [0], path, quick=True, guesses=GUESSES, log=logged.append)
+    assert len(read_rows(path)) == len(rows)
+    assert any("skipped" in line for line in logged)
+
+    # report from the CSV alone
+    md = str(tmp_path / "suite.md")
+    assert suite_report.main(["--csv", path, "--out", md]) == 0
+    text = open(md).read()
+    for task in tiny_tasks:
+        assert task.name in text
+        assert os.path.exists(str(tmp_path / f"suite_{task.name}_T{task.quick_updates}.png"))
+
+
+def test_dev_grid_extends_past_an_edge(tmp_path):
+    task = _tiny("tiny_nqm_edge", "nqm_sgd", 30, (0.01, 0.02))  # far below the best LR: extend upwards
+    path = str(tmp_path / "edge.csv")
+    out = run_suite([task.name], ["linear"], [0], path, quick=True, stage="dev", max_extensions=2, log=_silent)
+    lrs = sorted({float(r["lr"]) for r in read_rows(path)})
+    assert lrs == [0.01, 0.02, 0.04, 0.08]
+    assert out["eta"][task.name] == 0.08
+
+
+def test_regret_and_verdicts():
+    rows = []
+    base = dict(task="t", tier="B", metric_name="accuracy", higher_is_better="1", delta="0.5", updates="100",
+                trial_updates="0", probe_passes="0", wall_s="0.1")
+    for lr, m in ((0.5, 60.0), (1.0, 70.0), (2.0, 65.0)):
+        rows += [dict(base, method="linear", guess="", lr=str(lr), seed=str(s), split="dev", metric=str(m))
+                 for s in range(3)]
+    for s, (lin, tun) in enumerate(((70.0, 69.0), (71.0, 70.5), (69.0, 68.0))):
+        rows.append(dict(base, method="linear", guess="1", lr="1", seed=str(s), split="test", metric=str(lin)))
+        rows.append(dict(base, method="tuner", guess="1", lr="1", seed=str(s), split="test", metric=str(tun),
+                         trial_updates="30", probe_passes="30"))
+    (t,) = suite_report.analyse(rows)
+    assert t["eta"] == 1.0 and t["interior"]
+    cell = next(c for c in t["cells"] if c["method"] == "tuner")
+    assert cell["regret"] == pytest.approx(2.5 / 3)
+    assert cell["compute"] == pytest.approx(1.4)
+    v = suite_report.verdicts(t)["tuner"]
+    assert v["no_harm"] is False and v["ub"] > 0.5
