@@ -1,5 +1,4 @@
 import os
-import sys
 
 import torch
 
@@ -7,4 +6,3 @@ import torch
 # each other down by an order of magnitude.
 torch.set_num_threads(1)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, os.path.dirname(__file__))

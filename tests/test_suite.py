@@ -10,17 +10,11 @@ import os
 import sys
 
 import pytest
-import torch
 
-torch.set_num_threads(1)
-_SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
-if _SCRIPTS not in sys.path:  # until setup.cfg's [tool:pytest] pythonpath lists scripts
-    sys.path.insert(0, _SCRIPTS)
-
-import suite_report  # noqa: E402
-from suite import METHODS, parse_method  # noqa: E402
-from suite.runner import COLUMNS, read_rows, records_path, register_task, run_suite  # noqa: E402
-from suite.tasks_synthetic import TASKS  # noqa: E402
+import suite_report
+from suite import METHODS, parse_method, v01_available
+from suite.runner import COLUMNS, read_rows, records_path, register_task, run_suite
+from suite.tasks_synthetic import TASKS
 
 EXPECTED_COLUMNS = [
     "task", "tier", "method", "guess", "lr", "seed", "split", "metric_name", "metric", "higher_is_better", "delta",
@@ -50,18 +44,6 @@ def _lrtuner_available():
     return hasattr(TrialRunner, "after_update")
 
 
-def _v01_available():  # the first release's package is extracted from git: needs its commit in the clone
-    import subprocess
-
-    from suite import V01_COMMIT
-
-    try:
-        return subprocess.run(["git", "cat-file", "-e", f"{V01_COMMIT}^{{commit}}"], cwd=_SCRIPTS,
-                              capture_output=True).returncode == 0
-    except OSError:
-        return False
-
-
 def _silent(*args, **kwargs):
     pass
 
@@ -89,7 +71,7 @@ def test_linear_is_transformers_warmup_decay(tiny_tasks):
     assert out["trial_updates"] == 0 and out["probe_passes"] == 0
 
 
-@pytest.mark.skipif(not _v01_available(), reason="commit of the first release not in this clone")
+@pytest.mark.skipif(not v01_available(), reason="commit of the first release not in this clone")
 def test_lrtuner_v01_runs_the_first_release():
     import math
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hf_lrtuner import LRTunerConfig, LRTunerScheduler, TrainingSnapshot, TrialRunner
+from suite import v01_available
 from task import (
     batch_at,
     classification_data,
@@ -187,3 +188,17 @@ def test_runner_refuses_a_scheduler_of_another_optimizer_or_without_a_budget():
         TrialRunner(model, optimizer, LRTunerScheduler(other, num_training_steps=10), train_step=lambda b: 0.0)
     with pytest.raises(ValueError, match="no budget yet"):
         TrialRunner(model, optimizer, LRTunerScheduler(optimizer), train_step=lambda b: 0.0)
+
+
+@pytest.mark.skipif(not v01_available(), reason="needs the first release's commit in the clone")
+def test_the_first_release_overshoots_on_a_fresh_head_where_races_keep_the_good_lr():
+    """Fresh-head transfer (a pretrained MLP encoder, a new head, Adam), 150 updates at the tuned LR: the first
+    release's 2-update trials prefer a larger LR and cost accuracy; the race keeps the LR, and the run is linear's."""
+    from suite.tasks_synthetic import TASKS
+
+    task = TASKS["freshhead_adam"]
+    runs = {method: task.run(method, 8e-3, 0, "dev", 150, "cpu") for method in ("linear", "lrtuner", "lrtuner_v01")}
+    assert max(record["choice"] for record in runs["lrtuner_v01"]["records"]) >= 2.0
+    assert runs["lrtuner_v01"]["metric"] < runs["linear"]["metric"] - 3.0  # measured: 60.9 against 65.7
+    assert [record["choice"] for record in runs["lrtuner"]["records"]] == [1.0]
+    assert runs["lrtuner"]["metric"] == runs["linear"]["metric"]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 __all__ = ["Task", "METHODS", "LR_FREE", "parse_method", "build_driver", "train_loop", "default_warmup", "V01_COMMIT",
-           "load_lrtuner_v01"]
+           "v01_available", "load_lrtuner_v01"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,15 @@ def _build_lrtuner(model, optimizer, train_step, updates, warmup, overrides, **d
 V01_COMMIT = "0d79354"
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _V01_DIR = os.path.join(_REPO, ".cache", "hf_lrtuner_v01")  # holds hf_lrtuner/ of V01_COMMIT
+
+
+def v01_available() -> bool:
+    """Whether this clone holds `V01_COMMIT`, from which `load_lrtuner_v01` extracts the first release."""
+    try:
+        found = subprocess.run(["git", "-C", _REPO, "cat-file", "-e", f"{V01_COMMIT}^{{commit}}"], capture_output=True)
+    except OSError:
+        return False
+    return found.returncode == 0
 
 
 def load_lrtuner_v01():
