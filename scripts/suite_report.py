@@ -155,6 +155,24 @@ def verdicts(t):
     return res
 
 
+GUESS_GRID = ("0.1", "0.3", "1", "3", "10")
+
+
+def regret_over_guesses(t):
+    """Per method: mean and worst mean regret over the guesses x0.1..x10 (in units of delta), and mean compute."""
+    by_method = defaultdict(dict)
+    for c in t["cells"]:
+        by_method[c["method"]][c["guess"]] = c
+    res = {}
+    for method, cells in by_method.items():
+        found = [cells[g] for g in GUESS_GRID if g in cells and cells[g]["n_paired"]] or (
+            [cells[""]] if "" in cells and cells[""]["n_paired"] else [])
+        if found:
+            regrets = [c["regret"] / t["delta"] for c in found]
+            res[method] = (st.mean(regrets), max(regrets), st.mean(c["compute"] for c in found), len(found))
+    return res
+
+
 def plot(t, path):
     import matplotlib
 
@@ -212,6 +230,16 @@ def render(tasks, csv_path, out_path, make_plots=True):
             lines.append(f"| {t['task']} | {t['tier']} | {t['updates']} | {t['metric']} | {f(t['delta'])} | "
                          f"{f(t['eta']) if t['eta'] else '–'} | {'yes' if t['interior'] else 'NO'} | {method} | "
                          f"{f(v['ub'])} | {harm} | {sweep} | {f(v['compute'])} |")
+    lines.append("")
+    lines += ["## Regret over the guesses", "",
+              "Mean and worst regret over the guesses x0.1, x0.3, x1, x3, x10, in units of the task's delta (1 = the "
+              "no-harm margin); compute averaged over the same guesses.", "",
+              "| task | method | mean regret / delta | worst regret / delta | mean compute | guesses |",
+              "|---|---|---|---|---|---|"]
+    for t in tasks:
+        for method, (mean, worst, compute, n) in sorted(regret_over_guesses(t).items(),
+                                                        key=lambda kv: (kv[0] != "linear", kv[0])):
+            lines.append(f"| {t['task']} | {method} | {f(mean, 3)} | {f(worst, 3)} | {f(compute, 3)} | {n} |")
     lines.append("")
     for t in tasks:
         name = t["task"]
