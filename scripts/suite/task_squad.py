@@ -1,0 +1,258 @@
+"""Tier D task ``squad_minilm``: the repo's SQuAD pipeline (``scripts/run_squad.py --preset offline_cpu``) in the suite.
+
+Each run is one ``run_squad.py`` run in a child process (``python -m suite.task_squad --child SPEC``), so
+runs share no global state (loggers, seeds, CUDA context) and can run in parallel. The child loads
+``scripts/run_squad.py`` and calls its ``main`` with wrapped ``trainer_class_and_kwargs`` (nothing in the script is
+edited) that (a) adds a callback recording the LR of every real update and the tuner's probe passes, and (b) for
+``lrtuner:key=value,...`` builds ``LRTunerConfig(warmup_steps=W, key=value, ...)``, so any config field
+can be overridden, not only the script's ``--lrtuner_*`` options. Both methods use the optimizer Trainer builds
+(AdamW, no weight decay) and the same seed; ``linear`` is Trainer's own ``lr_scheduler_type="linear"``.
+Warmup is W = round(0.1 T) updates for both, T = ``--max_steps``.
+
+Data, as ``scripts/benchmark_squad.py`` (its ``prepare_data`` is reused): training on the first questions of the
+training articles minus 3 held-out ones (``split_by_article(..., seed=0)``); ``dev`` scores those held-out training
+articles, ``test`` the preset's evaluation file (held-out articles). The split files live under `cache_dir()`.
+
+Variants (chosen by ``updates``: ``quick`` when ``updates <= QUICK_UPDATES``, else ``full``):
+
+- ``full``: the offline preset: MiniLM with its 6 layers, 4,000 training questions, batch 16, max_seq_length 384,
+  up to 1,000 scored questions (the dev articles have 783);
+- ``quick``: 2 layers, 320 training questions, batch 8, 100 scored questions (a smoke test of the pipeline; F1 is
+  low at this size).
+
+The metric is F1 (percent) on the scored questions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib.util
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from . import Task, default_warmup, parse_method
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUN_SQUAD = REPO_ROOT / "scripts" / "run_squad.py"
+BENCHMARK_SQUAD = REPO_ROOT / "scripts" / "benchmark_squad.py"
+
+DEV_ARTICLES = 3  # benchmark_squad.py's --dev_articles default (split seed 0 there)
+UPDATES = 250  # about one epoch of 4,000 questions at batch 16 (the preset's 254 updates)
+QUICK_UPDATES = 40
+LR_GRID = (2.5e-5, 5e-5, 1e-4, 2e-4, 4e-4, 8e-4)
+VARIANTS = {
+    "full": {"num_hidden_layers": 6, "train_questions": 4000, "eval_questions": 1000, "batch_size": 16},
+    "quick": {"num_hidden_layers": 2, "train_questions": 320, "eval_questions": 100, "batch_size": 8},
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HF_LRTUNER_SUITE_CACHE") or REPO_ROOT / "outputs" / "suite_cache")
+
+
+def _load_script(path: Path, name: str):
+    """A fresh module object of a script, registered as sys.modules[name] (dataclasses look their module up there)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except ImportError:  # no fcntl (Windows): parallel first runs may race
+            pass
+        yield
+
+
+def data_paths() -> dict:
+    """``{"train", "dev", "eval"}`` files, made once by ``benchmark_squad.prepare_data`` (under a lock, since parallel
+    runs may ask at the same time)."""
+    output_dir = cache_dir() / "squad_minilm"
+    with _file_lock(output_dir / ".prepare.lock"):
+        benchmark = _load_script(BENCHMARK_SQUAD, "_suite_benchmark_squad")
+        return {k: str(v) for k, v in benchmark.prepare_data(
+            SimpleNamespace(output_dir=str(output_dir), dev_articles=DEV_ARTICLES)).items()}
+
+
+def variant_for(updates: int) -> str:
+    return "quick" if updates <= QUICK_UPDATES else "full"
+
+
+def run_squad_arguments(method_base: str, lr: float, seed: int, split: str, updates: int, device: str,
+                        output_dir: str, variant: str, paths: dict) -> list:
+    """The ``run_squad.py`` command line of one run (the options after the script)."""
+    settings = VARIANTS[variant]
+    cuda = device.startswith("cuda")
+    args = [
+        "--preset", "offline_cpu",
+        "--train_file", paths["train"], "--validation_file", paths["dev" if split == "dev" else "eval"],
+        "--max_train_examples", str(settings["train_questions"]),
+        "--max_eval_examples", str(settings["eval_questions"]),
+        "--num_hidden_layers", str(settings["num_hidden_layers"]),
+        "--per_device_train_batch_size", str(settings["batch_size"]),
+        "--lr_schedule", method_base, "--learning_rate", repr(float(lr)), "--seed", str(seed),
+        "--max_steps", str(updates), "--warmup_steps", str(default_warmup(updates)),
+        "--output_dir", output_dir, "--disable_tqdm", "true", "--logging_steps", "1",
+        "--log_level", "warning",
+    ]
+    if cuda:
+        args += ["--bf16", "true", "--dataloader_pin_memory", "true", "--per_device_eval_batch_size", "256"]
+    else:
+        args += ["--use_cpu", "true"]
+    return args
+
+
+def run_squad_minilm(method: str, lr: float, seed: int, split: str, updates: int, device: str = "cpu", *,
+                     variant: str | None = None) -> dict:
+    """One ``run_squad.py`` run in a child process; returns ``metric`` (F1), ``exact_match``, ``trial_updates``,
+    ``probe_passes``, ``lr_trace``, ``losses``, ``records``, ``updates``, ``train_seconds``, ``eval_seconds``."""
+    if split not in ("dev", "test"):
+        raise ValueError(f"squad_minilm scores split 'dev' or 'test', got {split!r}.")
+    base, overrides = parse_method(method)
+    if base not in ("linear", "lrtuner"):
+        raise ValueError(f"squad_minilm runs the methods 'linear' and 'lrtuner', got {method!r}.")
+    if base == "linear" and overrides:
+        raise ValueError(f"linear takes no overrides, got {method!r}.")
+    variant = variant or variant_for(updates)
+    paths = data_paths()
+    output_dir = tempfile.mkdtemp(prefix=f"squad_minilm-{base}-")
+    spec = {
+        "run_squad_args": run_squad_arguments(base, lr, seed, split, updates, device, output_dir, variant, paths),
+        "overrides": overrides,
+    }
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_EVALUATE_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(
+               filter(None, [str(REPO_ROOT), str(REPO_ROOT / "scripts"), os.environ.get("PYTHONPATH")]))}
+    if not device.startswith("cuda"):
+        env.setdefault("OMP_NUM_THREADS", "1")
+        env.setdefault("MKL_NUM_THREADS", "1")
+    elif ":" in device:  # cuda:N -> the child sees that GPU only, as "cuda"
+        env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+    spec_path = Path(output_dir) / "suite_spec.json"
+    spec_path.write_text(json.dumps(spec))
+    log_path = Path(output_dir) / "run.log"
+    start = time.perf_counter()
+    try:
+        with open(log_path, "w") as log:
+            code = subprocess.call([sys.executable, "-m", f"{__package__}.task_squad", "--child", str(spec_path)],
+                                   stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO_ROOT))
+        if code != 0:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"run_squad.py failed (exit {code}) for {method} lr={lr:g} seed={seed}:\n{tail}")
+        metrics = json.loads((Path(output_dir) / "metrics.json").read_text())
+        extra = json.loads((Path(output_dir) / "suite_extra.json").read_text())
+        losses = []
+        with open(Path(output_dir) / "lr_loss.csv") as f:
+            losses = [float(row["loss"]) for row in csv.DictReader(f)]
+    finally:
+        if not os.environ.get("HF_LRTUNER_SUITE_KEEP"):
+            shutil.rmtree(output_dir, ignore_errors=True)
+    return {
+        "metric": float(metrics["f1"]),
+        "exact_match": float(metrics["exact_match"]),
+        "trial_updates": int(metrics.get("trial_updates", 0) or 0),
+        "probe_passes": int(extra.get("probe_passes", 0) or 0),
+        "lr_trace": extra["lr_trace"],
+        "losses": losses,
+        "records": metrics["schedule"].get("records"),
+        "diverged": any(not math.isfinite(v) for v in losses),
+        "updates": int(metrics["updates"]),
+        "variant": variant,
+        "train_seconds": metrics.get("train_seconds"),
+        "eval_seconds": metrics.get("eval_seconds"),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The child process
+
+
+def _child(spec_path: str) -> None:
+    import dataclasses
+
+    from transformers import TrainerCallback
+
+    spec = json.loads(Path(spec_path).read_text())
+    run_squad = _load_script(RUN_SQUAD, "run_squad")
+    original = run_squad.trainer_class_and_kwargs
+
+    class Recorder(TrainerCallback):
+        def __init__(self):
+            self.lrs: list[float] = []
+            self.probe_passes = 0
+
+        def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+            # Trial updates step the optimizer outside Trainer's loop, so only real updates are recorded.
+            self.lrs.append(float(optimizer.param_groups[0]["lr"]))
+
+        def on_train_end(self, args, state, control, lr_scheduler=None, **kwargs):
+            tuner = getattr(lr_scheduler, "tuner", None)
+            self.probe_passes = int(getattr(tuner, "probe_passes", 0) or 0)
+
+    recorder = Recorder()
+
+    def trainer_class_and_kwargs(schedule_args, training_args):
+        trainer_class, kwargs = original(schedule_args, training_args)
+        if schedule_args.lr_schedule == "lrtuner":
+            from hf_lrtuner import LRTunerConfig
+
+            settings = dict(spec["overrides"])
+            if "seed" in {f.name for f in dataclasses.fields(LRTunerConfig)}:
+                settings.setdefault("seed", training_args.seed)
+            settings.setdefault("warmup_steps", int(training_args.warmup_steps))
+            kwargs["lrtuner_config"] = LRTunerConfig(**settings)
+
+        class RecordedTrainer(trainer_class):
+            def __init__(self, *args, **inner_kwargs):
+                super().__init__(*args, **inner_kwargs)
+                self.add_callback(recorder)
+
+        return RecordedTrainer, kwargs
+
+    run_squad.trainer_class_and_kwargs = trainer_class_and_kwargs
+    metrics = run_squad.main(spec["run_squad_args"])
+    output_dir = spec["run_squad_args"][spec["run_squad_args"].index("--output_dir") + 1]
+    (Path(output_dir) / "suite_extra.json").write_text(
+        json.dumps({"lr_trace": recorder.lrs, "probe_passes": recorder.probe_passes,
+                    "updates": metrics["updates"]})
+    )
+
+
+SQUAD_MINILM = Task(
+    name="squad_minilm",
+    tier="D",
+    metric_name="f1",
+    higher_is_better=True,
+    delta=0.5,
+    updates=UPDATES,
+    quick_updates=QUICK_UPDATES,
+    lr_grid=LR_GRID,
+    run=run_squad_minilm,
+)
+
+TASKS = [SQUAD_MINILM]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        _child(sys.argv[2])
+    else:
+        sys.exit("usage: python -m suite.task_squad --child SPEC.json (the suite starts it; see the module docstring)")

@@ -1,0 +1,73 @@
+"""scripts/gpu_check.sh on a CPU: its arguments, and a --dry-run (the plan, the CPU-runnable stages, two tiny runs)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = REPO_ROOT / "scripts" / "gpu_check.sh"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
+                                reason="gpu_check.sh needs bash and coreutils' timeout")
+
+
+def gpu_check(*args, timeout=60, **env):
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHON": sys.executable, **env},
+    )
+
+
+def test_help():
+    result = gpu_check("--help")
+    assert result.returncode == 0
+    assert "--budget-s N" in result.stdout and "--dry-run" in result.stdout and "--prepare-wheels" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bogus"], "unknown argument --bogus"),
+        (["--budget-s"], "--budget-s needs a value"),
+        (["--budget-s", "abc"], "whole number of seconds"),
+        (["--budget-s=30"], "at least 60"),
+        (["--out"], "--out needs a value"),
+    ],
+)
+def test_bad_arguments_exit_2_before_doing_anything(args, message, tmp_path):
+    result = gpu_check(*args, OUT=str(tmp_path / "never"))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "never").exists()
+
+
+def test_dry_run_plans_and_runs_tiny_cpu_stages(tmp_path):
+    out = tmp_path / "gpu_out"
+    result = gpu_check("--dry-run", "--budget-s", "300", "--out", str(out), "--", "--seeds", "0", timeout=120,
+                       HF_LRTUNER_SUITE_CACHE=str(tmp_path / "cache"))
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log
+    # the plan: every stage of a GPU run, with the suite's CLI and the extra arguments passed through
+    assert "pip install -q --no-index --no-deps" in log and "--target /tmp/site" in log
+    assert "scripts/tuner_suite.py --tasks minilm_cls --device cuda --jobs 12 --csv " in log
+    assert "demo.py (run_squad.py --preset offline_cpu" in log
+    assert "--seeds 0" in log
+    assert "-k '(fp16 or cuda or gpu) and not gpu_check'" in log
+    # nothing installed, nothing on a GPU; the CPU stages ran and passed
+    summary = (out / "summary.txt").read_text()
+    for stage in ("env", "suite_help", "pytest_collect", "tiny_cpu_runs"):
+        assert f"{stage}: ok" in summary, summary
+    assert "install:" not in summary
+    assert "all stages ok" in summary
+    with tarfile.open(out / "logs.tar.gz") as logs:  # OUT keeps a few files: the stage logs travel as one archive
+        read = {name: logs.extractfile(name).read().decode() for name in logs.getnames()}
+    tiny = read["tiny_cpu_runs.log"]
+    assert "linear accuracy" in tiny and "lrtuner accuracy" in tiny
+    assert "--max_steps 250" in tiny  # the squad_minilm command line of a full run
+    assert "test_fp16_overflow_skipped_steps_do_not_advance_the_tuner" in read["pytest_collect.log"]
+    assert sorted(path.name for path in out.iterdir()) == ["logs.tar.gz", "summary.txt"]
