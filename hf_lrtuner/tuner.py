@@ -36,11 +36,15 @@ class LossMonitor:
     """Smoothed training loss against the run's own progress: sees divergence and collapse at every update.
 
     A collapse to a constant predictor keeps a finite loss (ln 10 with 10 classes), and near zero loss a ratio test
-    is ill-conditioned, so the test is additive and relative to progress: training has diverged when the loss is
-    non-finite, or when its exponential moving average has given back `collapse_fraction` of the progress from the
-    initial loss to the best average so far, and by more than 8 standard deviations of the average's noise. The noise
-    is the one measured when the best average was reached: a loss that explodes inflates its own noise estimate. The
-    best of a noisy average over hundreds of updates sits a few standard deviations below its typical value, hence 8.
+    is ill-conditioned, so the test is additive and relative to progress. Training has diverged when the loss is
+    non-finite, or when its exponential moving average, by more than 8 standard deviations of the average's noise,
+    - has given back `collapse_fraction` of the progress from the initial loss to the best average so far, once that
+      progress is a real one (`MIN_PROGRESS` of the initial loss: a run still on its initial plateau, such as a new
+      classification head at ln 2, has nothing to collapse from), or
+    - has risen above the initial loss by `MIN_PROGRESS` of it.
+    The noise is the one measured when the best average was reached: a loss that explodes inflates its own noise
+    estimate. The best of a noisy average over hundreds of updates sits a few standard deviations below its typical
+    value, hence 8.
 
     Args:
         collapse_fraction (`float`): share of the progress that, given back, counts as a collapse.
@@ -50,6 +54,7 @@ class LossMonitor:
     SMOOTHING = 0.05  # EMA weight of the newest loss: about 20 updates of memory
     SETTLE_UPDATES = 20  # no verdict on fewer updates: the average and its noise are not known yet
     NOISE_SDS = 8.0
+    MIN_PROGRESS = 0.1
 
     def __init__(self, collapse_fraction: float, state: Optional[dict] = None):
         self.collapse_fraction = collapse_fraction
@@ -94,8 +99,11 @@ class LossMonitor:
     def diverged(self) -> bool:
         if self.count < self.quiet_until:
             return False
+        noise = self.NOISE_SDS * self.best_noise
+        scale = self.MIN_PROGRESS * abs(self.initial)
         progress = max(0.0, self.initial - self.best)
-        return self.ema > self.best + max(self.collapse_fraction * progress, self.NOISE_SDS * self.best_noise)
+        gave_back = progress >= scale and self.ema > self.best + max(self.collapse_fraction * progress, noise)
+        return gave_back or self.ema > self.initial + max(scale, noise)
 
     def healthy(self) -> bool:
         """Whether the average is close to its best: a good state to come back to after a divergence."""

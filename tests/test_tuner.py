@@ -160,6 +160,15 @@ def test_monitor_sees_a_loss_that_climbs_from_the_start():
     assert not any(flags[:15]) and any(flags)
 
 
+def test_monitor_leaves_a_run_on_its_initial_plateau_alone():
+    # A new binary head sits near ln 2, dips by 4% and comes back: no progress to collapse from (the release of this
+    # monitor rolled such MiniLM runs back and halved their LR).
+    monitor = LossMonitor(collapse_fraction=0.5)
+    plateau = [0.693 + 0.002 * NOISE[i % 10] for i in range(40)]
+    dip = [0.693 - 0.03 * min(1.0, i / 20) + 0.002 * NOISE[i % 10] for i in range(40)]
+    assert not any(feed(monitor, plateau + dip + plateau))
+
+
 def test_monitor_sees_a_loss_that_explodes_though_its_noise_grows_with_it():
     monitor = LossMonitor(collapse_fraction=0.5)
     feed(monitor, [1.0 + 0.05 * NOISE[i % 10] for i in range(30)])
