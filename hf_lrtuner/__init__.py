@@ -1,20 +1,22 @@
 """LRTuner for PyTorch and the Hugging Face Trainer: tune the learning rate while training runs.
 
-The algorithm core (`LRTunerConfig`, `LRTuner`, `LRTunerScheduler`, `TrialRunner`) does not import `transformers`;
-the Trainer integration is imported on first use.
+The algorithm core (`LRTunerConfig`, `LRTuner`, `LossMonitor`, `LRTunerScheduler`, `TrialRunner`) does not import
+`transformers`; the Trainer integration is imported on first use.
 """
 
 from .config import LRTunerConfig
 from .scheduler import LRTunerScheduler
 from .snapshot import TrainingSnapshot
 from .trials import TrialRunner
-from .tuner import LRTuner
+from .tuner import LossMonitor, LRTuner
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _TRAINER_EXPORTS = {"LRTunerCallback": "callback", "LRTunerTrainerMixin": "callback", "LRTunerTrainer": "callback"}
 
-__all__ = ["LRTuner", "LRTunerConfig", "LRTunerScheduler", "TrainingSnapshot", "TrialRunner", *_TRAINER_EXPORTS]
+__all__ = [
+    "LossMonitor", "LRTuner", "LRTunerConfig", "LRTunerScheduler", "TrainingSnapshot", "TrialRunner", *_TRAINER_EXPORTS
+]
 
 
 def __getattr__(name):

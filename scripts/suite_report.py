@@ -210,6 +210,32 @@ def plot(t, path):
     plt.close(fig)
 
 
+def overview_plot(tasks, names, path, methods=("linear", "lrtuner")):
+    """One panel per task: test metric against the guess for `methods` (the README's figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = [t for name in names for t in tasks if t["task"] == name]
+    fig, axes = plt.subplots(1, len(chosen), figsize=(3.2 * len(chosen), 3.0), squeeze=False)
+    for ax, t in zip(axes[0], chosen):
+        for method in methods:
+            cells = sorted((c for c in t["cells"] if c["method"] == method and c["guess"] and math.isfinite(c["mean"])),
+                           key=lambda c: float(c["guess"]))
+            ax.errorbar([float(c["guess"]) for c in cells], [c["mean"] for c in cells],
+                        yerr=[c["sd"] if math.isfinite(c["sd"]) else 0 for c in cells], marker="o", capsize=3,
+                        label=method)
+        ax.set_xscale("log")
+        ax.set_title(f"{t['task']} (T={t['updates']})", fontsize=9)
+        ax.set_xlabel("initial LR / tuned LR")
+        ax.set_ylabel(f"test {t['metric']}")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def render(tasks, csv_path, out_path, make_plots=True):
     lines = ["# Tuner suite report", "", f"Source: `{csv_path}` (computed from the CSV only by "
              "`scripts/suite_report.py`).", "",
@@ -273,6 +299,8 @@ def main(argv=None):
     p.add_argument("--csv", default="docs/results/suite.csv")
     p.add_argument("--out", default="docs/results/suite.md")
     p.add_argument("--no_plots", action="store_true")
+    p.add_argument("--overview_png", default=None, help="also draw linear and lrtuner against the guess for --overview_tasks")
+    p.add_argument("--overview_tasks", nargs="+", default=["freshhead_adam", "scratch_sgd", "minilm_cls", "squad_minilm"])
     args = p.parse_args(argv)
     with open(args.csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -282,6 +310,9 @@ def main(argv=None):
     with open(args.out, "w") as fh:
         fh.write(text)
     print(f"wrote {args.out} ({len(tasks)} task(s))")
+    if args.overview_png:
+        overview_plot(tasks, args.overview_tasks, args.overview_png)
+        print(f"wrote {args.overview_png}")
     return 0
 
 
