@@ -88,7 +88,7 @@ class LRTunerScheduler(LRScheduler):
                 group["lr"] = lr
 
     def apply_lr(self):
-        """Write the LRs of the current step to the optimizer (after a tuning point changed them)."""
+        """Write the LRs of the current step to the optimizer (after a race or a roll-back changed them)."""
         self._last_lr = self.get_lr()
         self._write_lrs(self._last_lr)
 

@@ -145,11 +145,7 @@ class _LRTunerDriver(Driver):
     def trial_updates(self):
         return int(self.scheduler.tuner.trial_updates)
 
-    @property
-    def probe_passes(self):
-        return int(getattr(self.scheduler.tuner, "probe_passes", 0))
-
-    def records(self):
+    def records(self):  # races score the run's own losses: no probe passes
         return _jsonable(list(self.scheduler.tuner.records))
 
 
@@ -250,6 +246,10 @@ class _LRTunerV01Driver(_LRTunerDriver):
     def after_update(self, batch, loss):
         self.scheduler.step()
         self.runner.check_loss(loss)
+
+    @property
+    def probe_passes(self):  # 0.1 scored its trials on probe batches: forward passes, counted as a third of an update
+        return int(self.scheduler.tuner.probe_passes)
 
 
 def _build_lrtuner_v01(model, optimizer, train_step, updates, warmup, overrides, **data):

@@ -406,7 +406,7 @@ def run_minilm_cls(method: str, lr: float, seed: int, split: str, updates: int, 
     return {
         "metric": accuracy,
         "trial_updates": int(getattr(tuner, "trial_updates", 0) or 0),
-        "probe_passes": int(getattr(tuner, "probe_passes", 0) or 0),
+        "probe_passes": 0,  # races score the run's own losses
         "lr_trace": recorder.lrs,
         "losses": recorder.losses,
         "records": _jsonable(list(tuner.records)) if tuner is not None else None,

