@@ -157,6 +157,20 @@ def _batch_fn(x, y, seed, updates, batch_size=32):
     return batch_at
 
 
+def _optimizer(model, name, lr):
+    """Adam, or SGD with momentum 0.9: the two optimizers of the classification tasks."""
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+
+def _cross_entropy(model):
+    def loss_fn(batch):
+        return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+    return loss_fn
+
+
 def _evaluate(model, x, y):
     model.eval()
     with torch.no_grad():
@@ -179,13 +193,7 @@ def run_freshhead(method, lr, seed, split, updates, device="cpu", optimizer="ada
         model.encoder.load_state_dict(_pretrained_encoder_state())
     model.to(device)
     x, y = x.to(device), y.to(device)
-    if optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-
-    def loss_fn(batch):
-        return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+    opt, loss_fn = _optimizer(model, optimizer, lr), _cross_entropy(model)
 
     out = train_loop(model, opt, loss_fn, _batch_fn(x, y, seed, updates), updates, method, default_warmup(updates))
     ex, ey = data[split]
@@ -278,13 +286,7 @@ def run_scratch(method, lr, seed, split, updates, device="cpu", optimizer="sgd",
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = Student(depth=SCRATCH_DEPTH).to(device)
-    if optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-
-    def loss_fn(batch):
-        return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+    opt, loss_fn = _optimizer(model, optimizer, lr), _cross_entropy(model)
 
     batches = _batch_fn(x, y, seed, updates, SCRATCH_BATCH)
     out = train_loop(model, opt, loss_fn, batches, updates, method, default_warmup(updates))
