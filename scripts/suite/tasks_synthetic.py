@@ -157,18 +157,22 @@ def _batch_fn(x, y, seed, updates, batch_size=32):
     return batch_at
 
 
-def _optimizer(model, name, lr):
-    """Adam, or SGD with momentum 0.9: the two optimizers of the classification tasks."""
-    if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr)
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+def _train_and_score(model, optimizer, lr, batch_at, updates, method, evaluation, device, record_losses):
+    """Train a classification task's model with Adam or SGD (momentum 0.9); score accuracy on `evaluation`."""
+    if optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
 
-
-def _cross_entropy(model):
     def loss_fn(batch):
         return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
 
-    return loss_fn
+    out = train_loop(model, opt, loss_fn, batch_at, updates, method, default_warmup(updates))
+    acc, loss = _evaluate(model, evaluation[0].to(device), evaluation[1].to(device))
+    out.update(metric=acc, eval_loss=loss)
+    if not record_losses:
+        out.pop("losses")
+    return out
 
 
 def _evaluate(model, x, y):
@@ -193,15 +197,8 @@ def run_freshhead(method, lr, seed, split, updates, device="cpu", optimizer="ada
         model.encoder.load_state_dict(_pretrained_encoder_state())
     model.to(device)
     x, y = x.to(device), y.to(device)
-    opt, loss_fn = _optimizer(model, optimizer, lr), _cross_entropy(model)
-
-    out = train_loop(model, opt, loss_fn, _batch_fn(x, y, seed, updates), updates, method, default_warmup(updates))
-    ex, ey = data[split]
-    acc, loss = _evaluate(model, ex.to(device), ey.to(device))
-    out.update(metric=acc, eval_loss=loss)
-    if not record_losses:
-        out.pop("losses")
-    return out
+    return _train_and_score(model, optimizer, lr, _batch_fn(x, y, seed, updates), updates, method, data[split],
+                            device, record_losses)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -286,16 +283,8 @@ def run_scratch(method, lr, seed, split, updates, device="cpu", optimizer="sgd",
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = Student(depth=SCRATCH_DEPTH).to(device)
-    opt, loss_fn = _optimizer(model, optimizer, lr), _cross_entropy(model)
-
-    batches = _batch_fn(x, y, seed, updates, SCRATCH_BATCH)
-    out = train_loop(model, opt, loss_fn, batches, updates, method, default_warmup(updates))
-    ex, ey = data[split]
-    acc, loss = _evaluate(model, ex.to(device), ey.to(device))
-    out.update(metric=acc, eval_loss=loss)
-    if not record_losses:
-        out.pop("losses")
-    return out
+    return _train_and_score(model, optimizer, lr, _batch_fn(x, y, seed, updates, SCRATCH_BATCH), updates, method,
+                            data[split], device, record_losses)
 
 
 # --------------------------------------------------------------------------------------------------------------------
