@@ -195,7 +195,7 @@ class LRTunerCallback(TrainerCallback):
         if getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False):
             backend = "FSDP" if getattr(trainer, "is_fsdp_enabled", False) else "DeepSpeed"
             raise ValueError(
-                f"LRTuner does not support {backend}: its trials snapshot and restore the full model and optimizer "
+                f"LRTuner does not support {backend}: its races snapshot and restore the full model and optimizer "
                 "state, which are sharded there. Use DDP (plain multi-process Trainer), or a fixed schedule such as "
                 "lr_scheduler_type='warmup_stable_decay' with this backend."
             )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 # Default race horizon: this share of the budget, but never fewer than MIN_DEFAULT_HORIZON updates. On the fresh-head
-# tier of the tuner suite, races shorter than 0.1-0.2 of the budget pick 2-8x too large an LR (`docs/method.md`,
+# tier of the tuner suite, races shorter than 0.1-0.2 of the budget pick 2-16x too large an LR (`docs/method.md`,
 # section 0). A lower LR that wins a shorter race wins against that bias, so downward challengers race half as long.
 DEFAULT_HORIZON_FRACTION = 0.2
 MIN_DEFAULT_HORIZON = 20
