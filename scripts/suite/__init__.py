@@ -13,6 +13,10 @@ Method strings:
     ``lrtuner_v01[:k=v,..]`` the same from the first release (git commit 0d79354, `V01_COMMIT`): its search rule,
                          ``runner.maybe_tune()`` before each update on random batches of the run, ``check_loss`` after
 
+Peers (``knee``, ``greedy``, ``lr_range_test``, ``schedulefree``, ``prodigy``, ``dadaptation``): `suite.peers`. A
+driver whose ``optimizer`` is set replaces the task's optimizer (LR-free methods get the task's Adam/SGD built with a
+placeholder LR and read its family and parameters from it).
+
 To add a method, write ``def _build_x(model, optimizer, train_step, updates, warmup, overrides, **data) -> Driver``
 (``data``: ``loss_fn`` and ``batch_at`` of `train_loop`) and put it in `METHODS` (and in `LR_FREE` if it takes no LR).
 """
@@ -100,6 +104,13 @@ class Driver:
     trial_updates = 0
     probe_passes = 0
     stop_on_nonfinite = True  # a non-finite training loss ends the run (a tuner may roll back instead)
+    optimizer = None  # set by a method that replaces the task's optimizer (e.g. an LR-free one): train_loop uses it
+
+    def current_lr(self) -> Optional[float]:  # the LR of the coming update, if not param_groups[0]["lr"]
+        return None
+
+    def finish(self):  # after the last update, before the task evaluates (e.g. Schedule-Free's optimizer.eval())
+        pass
 
     def before_update(self):  # whatever the method does before an update (e.g. a tuning point)
         pass
@@ -266,6 +277,12 @@ METHODS: dict[str, Callable[..., Driver]] = {
 # Methods that take no LR (run once per seed, with an empty guess).
 LR_FREE: set[str] = set()
 
+# Peers (knee, greedy, lr_range_test, schedulefree, prodigy, dadaptation): scripts/suite/peers.py.
+from .peers import PEER_LR_FREE, PEER_METHODS  # noqa: E402 - peers.py needs Driver from above
+
+METHODS.update(PEER_METHODS)
+LR_FREE.update(PEER_LR_FREE)
+
 
 def build_driver(method, model, optimizer, train_step, updates, warmup, loss_fn=None, batch_at=None) -> Driver:
     base, overrides = parse_method(method)
@@ -293,12 +310,15 @@ def train_loop(model, optimizer, loss_fn, batch_at, updates, method, warmup=None
         return loss
 
     driver = build_driver(method, model, optimizer, train_step, updates, warmup, loss_fn, batch_at)
+    if driver.optimizer is not None:  # the method replaced the task's optimizer: train_step uses the replacement
+        optimizer = driver.optimizer
     losses, lrs = [], []
     diverged = False
     for step in range(updates):
         batch = batch_at(step)
         driver.before_update()
-        lrs.append(float(optimizer.param_groups[0]["lr"]))
+        lr = driver.current_lr()
+        lrs.append(float(optimizer.param_groups[0]["lr"] if lr is None else lr))
         loss = train_step(batch)
         value = float(loss.detach())
         losses.append(value)
@@ -307,6 +327,7 @@ def train_loop(model, optimizer, loss_fn, batch_at, updates, method, warmup=None
             diverged = True
             if driver.stop_on_nonfinite:
                 break
+    driver.finish()
     return {
         "losses": losses if record_losses else None,
         "lr_trace": lrs,

@@ -157,12 +157,19 @@ def _batch_fn(x, y, seed, updates, batch_size=32):
     return batch_at
 
 
+def make_optimizer(kind, params, lr):
+    """The task's optimizer: Adam, or SGD with momentum 0.9. ``lr=None`` (an LR-free method, which replaces this
+    optimizer by its own of the same family, `suite.peers`) builds it with a placeholder LR of 1.0 that is never
+    used."""
+    lr = 1.0 if lr is None else lr
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+
+
 def _train_and_score(model, optimizer, lr, batch_at, updates, method, evaluation, device, record_losses):
     """Train a classification task's model with Adam or SGD (momentum 0.9); score accuracy on `evaluation`."""
-    if optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    opt = make_optimizer(optimizer, model.parameters(), lr)
 
     def loss_fn(batch):
         return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
@@ -242,10 +249,7 @@ def run_nqm(method, lr, seed, split, updates, device="cpu", optimizer="sgd", rec
     h = model.h
     g = torch.Generator().manual_seed({"dev": 20_000, "test": 30_000}.get(split, 40_000) + seed)
     noise = torch.randn(updates + 1, NQM_DIM, generator=g, dtype=torch.float64) * (NQM_NOISE / h.sqrt())
-    if optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    opt = make_optimizer(optimizer, model.parameters(), lr)
     out = train_loop(model, opt, model, lambda step: noise[step], updates, method, default_warmup(updates))
     metric = model.expected_loss()
     out.update(metric=metric if math.isfinite(metric) else float("inf"))

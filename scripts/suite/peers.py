@@ -1,0 +1,300 @@
+"""Peer methods of the tuner suite's plain-PyTorch loop, each at the settings its authors recommend.
+
+Method strings (W = round(0.1 T) as for ``linear``; "guess LR" = the run's ``lr``):
+    ``knee``           hf_lrtuner.schedules.get_knee_schedule(optimizer, W, T) at the guess LR: warmup, constant to
+                       50% of T, linear to 0 (the default explore_fraction 0.5, the Knee paper's, per its docstring).
+    ``greedy``         transformers' GreedyLR (``lr_scheduler_type="greedy"``) at the guess LR, stepped on the smoothed
+                       training loss of every update (see `_GreedyDriver`).
+    ``lr_range_test``  torch-lr-finder's LRFinder range test from guess/100 to guess*100 (100 iterations, exponential,
+                       its README's "tweaked version from fastai"), then linear warmup-decay at its steepest-gradient
+                       suggestion. The range-test updates count as ``trial_updates``.
+    ``schedulefree``   schedulefree's AdamWScheduleFree / SGDScheduleFree (by the task's optimizer) at the guess LR.
+    ``prodigy``        prodigyopt's Prodigy(lr=1.0) with cosine annealing (LR-free).
+    ``dadaptation``    dadaptation's DAdaptAdam / DAdaptSGD(lr=1.0) with linear warmup-decay (LR-free; warmup starts at
+                       1/W, not 0: see `_DAdaptationDriver`).
+
+The last three replace the task's optimizer: the task builds Adam or SGD (momentum 0.9) as usual, the builder reads
+the family (`optimizer_family`) and the parameters from it and returns a Driver whose ``optimizer`` attribute is the
+replacement, which `train_loop` then trains with. The optional packages (``pip install .[bench]``) are imported only
+when a method is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+
+from . import Driver
+
+__all__ = ["PEER_METHODS", "PEER_LR_FREE", "optimizer_family"]
+
+
+def optimizer_family(optimizer) -> tuple[str, dict]:
+    """("adam", {}) or ("sgd", {"momentum": m}) for the optimizer a task built; other optimizers are not supported."""
+    import torch
+
+    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        return "adam", {}
+    if isinstance(optimizer, torch.optim.SGD):
+        return "sgd", {"momentum": float(optimizer.param_groups[0].get("momentum", 0.0))}
+    raise ValueError(f"peer methods support Adam and SGD tasks, got {type(optimizer).__name__}")
+
+
+def _params(optimizer) -> list:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def _no_overrides(name, overrides):
+    if overrides:
+        raise ValueError(f"{name} takes no overrides, got {overrides}")
+
+
+class _SchedulerDriver(Driver):
+    """Steps an LR scheduler after every update."""
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    def after_update(self, batch, loss):
+        self.scheduler.step()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# knee
+
+
+def _build_knee(model, optimizer, train_step, updates, warmup, overrides, **data):
+    # hf_lrtuner/schedules.py, get_knee_schedule docstring: "The default 0.5 is the Knee paper's explore fraction".
+    from hf_lrtuner.schedules import get_knee_schedule
+
+    _no_overrides("knee", overrides)
+    return _SchedulerDriver(get_knee_schedule(optimizer, warmup, updates))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# greedy
+
+
+class _GreedyDriver(Driver):
+    """transformers.optimization.GreedyLR through ``get_scheduler("greedy", ...)``.
+
+    How it is stepped: Trainer steps it (like ReduceLROnPlateau) with ``metrics["eval_" + metric_for_best_model]``
+    after each evaluation (trainer.py, `_evaluate`); the plain loop has no evaluation set during training (the
+    dev/test splits are for scoring only), and GreedyLR's docstring says it "responds to training metrics" and offers
+    ``smooth=True`` (a streaming average over ``window_size`` values) for noisy ones. So it is stepped after EVERY
+    update with the update's training loss and ``smooth=True`` (window 50, its default): one step per update, like a
+    Trainer evaluating every step on a 50-batch running loss. Its defaults otherwise (factor 0.95, patience 10,
+    threshold 1e-6 abs, cooldown 0, warmup 0, reset_start 500). Trainer applies no LR warmup with "greedy"
+    (get_scheduler ignores num_warmup_steps for it): none here either. The LR bounds are absolute in GreedyLR
+    (min_lr 1e-3, max_lr 1.0 by default); the default min_lr is above several Adam guesses (it would block every
+    decrease there), so min_lr = 1e-3 x the guess (the defaults' max/min ratio of 1000 below the start), and
+    max_lr = max(1.0, guess) (the default, never below the start).
+    """
+
+    def __init__(self, optimizer):
+        from transformers import get_scheduler
+
+        lr0 = float(optimizer.param_groups[0]["lr"])
+        kwargs = {"smooth": True, "min_lr": 1e-3 * lr0, "max_lr": max(1.0, lr0)}
+        self.scheduler = get_scheduler("greedy", optimizer, scheduler_specific_kwargs=kwargs)
+
+    def after_update(self, batch, loss):
+        value = float(loss.detach())
+        if math.isfinite(value):
+            self.scheduler.step(value)
+
+
+def _build_greedy(model, optimizer, train_step, updates, warmup, overrides, **data):
+    _no_overrides("greedy", overrides)
+    return _GreedyDriver(optimizer)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# lr_range_test
+
+RANGE_TEST_ITERS = 100  # torch-lr-finder README: range_test(trainloader, end_lr=100, num_iter=100) (exp mode)
+RANGE_TEST_SPAN = 100.0  # guess / 100 .. guess * 100
+
+
+def _range_test_lr(model, optimizer, loss_fn, batch_at, updates) -> tuple[float, int, dict]:
+    """Run LRFinder on the run's first training batches; return (suggested LR, range-test updates, history).
+
+    The model and optimizer are restored with LRFinder.reset() afterwards."""
+    import torch
+    from matplotlib.figure import Figure
+    from torch_lr_finder import LRFinder, TrainDataLoaderIter
+
+    class LossModule(torch.nn.Module):  # LRFinder calls criterion(model(inputs), labels): the model returns the loss
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, batch):
+            return loss_fn(batch)
+
+    class Batches:
+        def __iter__(self):
+            return (batch_at(k % updates) for k in range(RANGE_TEST_ITERS))
+
+    class BatchIter(TrainDataLoaderIter):
+        def inputs_labels_from_batch(self, batch_data):
+            return batch_data, None
+
+    guess = float(optimizer.param_groups[0]["lr"])
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        finder = LRFinder(LossModule(), optimizer, lambda out, _labels: out)
+        finder.range_test(BatchIter(Batches()), start_lr=guess / RANGE_TEST_SPAN, end_lr=guess * RANGE_TEST_SPAN,
+                          num_iter=RANGE_TEST_ITERS, step_mode="exp")
+        steps = len(finder.history["lr"])
+        history = {"lr": list(finder.history["lr"]), "loss": list(finder.history["loss"])}
+        # A non-finite loss (smoothed, so every later one too) ends the usable curve.
+        n = next((i for i, v in enumerate(history["loss"]) if not math.isfinite(v)), steps)
+        finder.history = {"lr": history["lr"][:n], "loss": history["loss"][:n]}
+        # README: "lr_finder.plot() ... suggest_lr": 'steepest' = the point with the steepest gradient, with its
+        # defaults skip_start=10, skip_end=5 (it needs at least 17 points; with fewer, skip nothing).
+        skip = (10, 5) if n >= 17 else (0, 0)
+        if n >= 2:
+            _, suggested = finder.plot(skip_start=skip[0], skip_end=skip[1], ax=Figure().subplots(),
+                                       suggest_lr=True)
+        else:
+            suggested = history["lr"][0] if history["lr"] else guess / RANGE_TEST_SPAN
+        finder.reset()
+    return float(suggested), steps, history
+
+
+class _RangeTestDriver(Driver):
+    def __init__(self, model, optimizer, updates, warmup, loss_fn, batch_at):
+        from transformers import get_linear_schedule_with_warmup
+
+        self.suggested, self.trial_updates, self.history = _range_test_lr(model, optimizer, loss_fn, batch_at,
+                                                                          updates)
+        for group in optimizer.param_groups:
+            group["lr"] = self.suggested
+        self.scheduler = get_linear_schedule_with_warmup(optimizer, warmup, updates)
+
+    def after_update(self, batch, loss):
+        self.scheduler.step()
+
+    def records(self):
+        return [{"suggested_lr": self.suggested, "range_test": self.history}]
+
+
+def _build_lr_range_test(model, optimizer, train_step, updates, warmup, overrides, **data):
+    _no_overrides("lr_range_test", overrides)
+    if data.get("loss_fn") is None or data.get("batch_at") is None:
+        raise ValueError("lr_range_test needs the loss_fn and batch_at of train_loop")
+    return _RangeTestDriver(model, optimizer, updates, warmup, data["loss_fn"], data["batch_at"])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Optimizer-replacing peers
+
+
+class _ScheduleFreeDriver(Driver):
+    """schedulefree README: warmup through ``warmup_steps`` ("Using learning rate warmup is recommended"), no LR
+    scheduler ("There is no need to use a learning rate scheduler"), default betas/momentum 0.9, weight decay 0 as the
+    task's optimizer; ``optimizer.train()`` where training starts and ``optimizer.eval()`` before evaluation ("at the
+    same place you call model.eval()"): the tasks evaluate right after `train_loop`, so `finish` calls it. No
+    BatchNorm in these models, so its BatchNorm caveat does not apply."""
+
+    def __init__(self, optimizer, warmup):
+        import schedulefree
+
+        family, kw = optimizer_family(optimizer)
+        lr = float(optimizer.param_groups[0]["lr"])
+        if family == "adam":
+            self.optimizer = schedulefree.AdamWScheduleFree(_params(optimizer), lr=lr, warmup_steps=warmup,
+                                                            weight_decay=0.0)
+        else:
+            self.optimizer = schedulefree.SGDScheduleFree(_params(optimizer), lr=lr, momentum=kw["momentum"],
+                                                          warmup_steps=warmup, weight_decay=0.0)
+        self.optimizer.train()
+
+    def current_lr(self):
+        group = self.optimizer.param_groups[0]  # the LR of the coming step, with schedulefree's internal warmup
+        k, w = int(group["k"]), int(group["warmup_steps"])
+        return float(group["lr"]) * ((k + 1) / w if k < w else 1.0)
+
+    def after_update(self, batch, loss):
+        pass
+
+    def finish(self):
+        self.optimizer.eval()  # the parameters become the averaged sequence x, where evaluation must happen
+
+
+def _build_schedulefree(model, optimizer, train_step, updates, warmup, overrides, **data):
+    _no_overrides("schedulefree", overrides)
+    return _ScheduleFreeDriver(optimizer, warmup)
+
+
+class _DLRDriver(Driver):
+    """An LR-free optimizer (``group["d"] * group["lr"]`` is its step size) with an LR scheduler stepped per update."""
+
+    def current_lr(self):
+        group = self.optimizer.param_groups[0]
+        return float(group["d"]) * float(group["lr"])
+
+    def after_update(self, batch, loss):
+        self.scheduler.step()
+
+    def records(self):
+        return [{"final_d": float(self.optimizer.param_groups[0]["d"])}]
+
+
+class _ProdigyDriver(_DLRDriver):
+    """prodigyopt README: ``lr=1.`` ("We recommend using lr=1. (default) for all networks"), d_coef 1.0 (default),
+    weight_decay 0 ("0 by default"; the tasks use none), "either no scheduler or cosine annealing ... T_max=total_steps"
+    -> CosineAnnealingLR(T_max=T), no warmup (so safeguard_warmup, its remedy for warmup, stays at its default False;
+    use_bias_correction=True is recommended for diffusion models only, default False here). prodigyopt has Adam-style
+    Prodigy only: the SGD tasks get it too."""
+
+    def __init__(self, optimizer, updates):
+        import torch
+        from prodigyopt import Prodigy
+
+        self.optimizer = Prodigy(_params(optimizer), lr=1.0)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=updates)
+
+
+def _build_prodigy(model, optimizer, train_step, updates, warmup, overrides, **data):
+    _no_overrides("prodigy", overrides)
+    return _ProdigyDriver(optimizer, updates)
+
+
+class _DAdaptationDriver(_DLRDriver):
+    """dadaptation README: "Set the LR parameter to 1.0", "Use the same learning rate scheduler you would normally
+    use on the problem" -> the baseline's linear warmup-decay (W = 10%); DAdaptAdam for Adam tasks (decouple=False
+    and weight decay 0, as torch Adam without weight decay), DAdaptSGD with the task's momentum (0.9) for SGD tasks."""
+
+    def __init__(self, optimizer, updates, warmup):
+        import dadaptation
+        import torch
+
+        family, kw = optimizer_family(optimizer)
+        if family == "adam":
+            self.optimizer = dadaptation.DAdaptAdam(_params(optimizer), lr=1.0)
+        else:
+            self.optimizer = dadaptation.DAdaptSGD(_params(optimizer), lr=1.0, momentum=kw["momentum"])
+        # transformers' linear warmup-decay, except that warmup step s has factor (s+1)/W instead of s/W: the first
+        # step must not run at LR 0, where DAdaptSGD takes its initial gradient norm only over groups with lr > 0 and
+        # divides by it (ZeroDivisionError, dadapt_sgd.py). Both families get the same schedule.
+        def factor(step):
+            if step < warmup:
+                return (step + 1) / warmup
+            return max(0.0, (updates - step) / max(1, updates - warmup))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+
+
+def _build_dadaptation(model, optimizer, train_step, updates, warmup, overrides, **data):
+    _no_overrides("dadaptation", overrides)
+    return _DAdaptationDriver(optimizer, updates, warmup)
+
+
+PEER_METHODS = {
+    "knee": _build_knee, "greedy": _build_greedy, "lr_range_test": _build_lr_range_test,
+    "schedulefree": _build_schedulefree, "prodigy": _build_prodigy, "dadaptation": _build_dadaptation,
+}
+PEER_LR_FREE = {"prodigy", "dadaptation"}
