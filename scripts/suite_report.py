@@ -25,6 +25,8 @@ import statistics as st
 import sys
 from collections import defaultdict
 
+from suite.runner import best_lr
+
 # One-sided 95% quantiles of Student's t, by degrees of freedom (scipy is not a dependency).
 _T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860, 9: 1.833, 10: 1.812,
         11: 1.796, 12: 1.782, 13: 1.771, 14: 1.761, 15: 1.753, 16: 1.746, 17: 1.740, 18: 1.734, 19: 1.729, 20: 1.725,
@@ -95,12 +97,7 @@ def analyse(rows):
             elif r["split"] == "test":
                 test[(r["method"], r["guess"])][r["seed"]] = r
         dev_stats = {lr: mean_sd(v) + (len(v),) for lr, v in sorted(dev.items())}
-
-        def dev_score(lr):
-            m = dev_stats[lr][0]
-            return sign * m if math.isfinite(m) else -math.inf
-
-        eta = max(sorted(dev_stats), key=dev_score) if dev_stats else None
+        eta = best_lr(dev, higher) if dev else None  # the runner's choice of the tuned LR
         interior = eta is not None and min(dev_stats) < eta < max(dev_stats)
         base = test.get(("linear", "1"), {})
         lin_regret = {}

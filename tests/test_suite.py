@@ -36,14 +36,6 @@ def tiny_tasks():
     ]
 
 
-def _lrtuner_available():
-    try:
-        from hf_lrtuner import TrialRunner
-    except ImportError:
-        return False
-    return hasattr(TrialRunner, "after_update")
-
-
 def _silent(*args, **kwargs):
     pass
 
@@ -88,7 +80,7 @@ def test_lrtuner_v01_runs_the_first_release():
 def test_suite_writes_csv_resumes_and_reports(tiny_tasks, tmp_path):
     path = str(tmp_path / "suite.csv")
     names = [t.name for t in tiny_tasks]
-    methods = ["linear"] + (["lrtuner"] if _lrtuner_available() else [])
+    methods = ["linear", "lrtuner"]
     out = run_suite(names, methods, [0], path, quick=True, guesses=GUESSES, log=_silent)
     assert not out["errors"], out["errors"][0]["error"] if out["errors"] else ""
     with open(path, newline="") as f:
@@ -105,8 +97,7 @@ def test_suite_writes_csv_resumes_and_reports(tiny_tasks, tmp_path):
                    if r["task"] == task.name)
         x1 = [r for r in test if r["guess"] == "1"]
         assert {float(r["lr"]) for r in x1} == {out["eta"][task.name]}
-    if "lrtuner" in methods:
-        assert os.path.exists(records_path(path))
+    assert os.path.exists(records_path(path))
 
     # resume: nothing new runs, nothing is appended
     logged = []

@@ -116,7 +116,7 @@ def main(argv=None):
     p.add_argument("--seeds_long", type=int, default=None, help="seeds for T=2000 (default: --seeds)")
     p.add_argument("--csv", default="docs/results/horizon.csv")
     p.add_argument("--grid_csv", default="docs/results/horizon_grid.csv")
-    p.add_argument("--summary", default="/tmp/horizon_summary.txt")
+    p.add_argument("--summary", default=None, help="also write the printed summary to this file")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
