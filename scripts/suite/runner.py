@@ -307,8 +307,11 @@ def test_jobs(task: Task, methods, guesses, seeds, eta: float, updates: int, dev
 
 
 def run_suite(task_names, methods, seeds, csv_path, quick=False, jobs=1, device="cpu", stage="all",
-              guesses=GUESSES, max_extensions=4, log=print) -> dict:
-    """The whole protocol; returns {"eta": {task: eta*}, "errors": [...]}."""
+              guesses=GUESSES, max_extensions=4, eta: Optional[float] = None, log=print) -> dict:
+    """The whole protocol; returns {"eta": {task: eta*}, "errors": [...]}. A given `eta` replaces the dev stage's
+    tuned LR in the test stage (a task without a dev grid of its own, e.g. ``squad_minilm_large``)."""
+    if eta is not None and stage != "test":
+        raise ValueError("a given eta replaces the dev stage: use it with stage='test'")
     registry = {}
     for name in task_names:
         try:
@@ -328,11 +331,10 @@ def run_suite(task_names, methods, seeds, csv_path, quick=False, jobs=1, device=
             if stage in ("dev", "all"):
                 etas[name] = dev_stage(task, seeds, updates, executor, max_extensions, log)
             if stage in ("test", "all"):
-                eta = etas.get(name) or tuned_lr(task, updates, csv_path)
-                etas[name] = eta
-                log(f"{name}: test stage at eta*={eta:.3g}, methods {list(methods)}, guesses "
+                etas[name] = eta or etas.get(name) or tuned_lr(task, updates, csv_path)
+                log(f"{name}: test stage at eta*={etas[name]:.3g}, methods {list(methods)}, guesses "
                     f"{[fmt_guess(g) for g in guesses]}")
-                executor.run(test_jobs(task, methods, guesses, seeds, eta, updates, device))
+                executor.run(test_jobs(task, methods, guesses, seeds, etas[name], updates, device))
             log(f"{name}: done in {time.perf_counter() - t0:.1f}s")
     finally:
         executor.close()

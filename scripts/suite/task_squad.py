@@ -22,6 +22,11 @@ Variants (chosen by ``updates``: ``quick`` when ``updates <= QUICK_UPDATES``, el
 - ``quick``: 2 layers, 320 training questions, batch 8, 100 scored questions (a smoke test of the pipeline; F1 is
   low at this size).
 
+Task ``squad_minilm_large`` is the GPU check's larger scale (``scripts/gpu_check.sh``): all training questions
+(7,366 questions: the 38 training articles minus the 3 dev ones), batch 32, T = `LARGE_UPDATES` (about one epoch of their
+features), 6 layers, bf16 on CUDA, 1,000 scored questions. It has no dev grid of its own (device time): its guesses
+are multiples of squad_minilm's tuned LR, passed with ``tuner_suite.py --eta``.
+
 The metric is F1 (percent) on the scored questions.
 """
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import importlib.util
 import json
 import math
@@ -52,9 +58,11 @@ DEV_ARTICLES = 3  # benchmark_squad.py's --dev_articles default (split seed 0 th
 UPDATES = 250  # about one epoch of 4,000 questions at batch 16 (the preset's 254 updates)
 QUICK_UPDATES = 40
 LR_GRID = (2.5e-5, 5e-5, 1e-4, 2e-4, 4e-4, 8e-4)
+LARGE_UPDATES = 240
 VARIANTS = {
     "full": {"num_hidden_layers": 6, "train_questions": 4000, "eval_questions": 1000, "batch_size": 16},
     "quick": {"num_hidden_layers": 2, "train_questions": 320, "eval_questions": 100, "batch_size": 8},
+    "large": {"num_hidden_layers": 6, "train_questions": 100_000, "eval_questions": 1000, "batch_size": 32},
 }
 
 
@@ -195,8 +203,6 @@ def run_squad_minilm(method: str, lr: float | None, seed: int, split: str, updat
 
 
 def _child(spec_path: str) -> None:
-    import dataclasses
-
     from transformers import TrainerCallback
 
     spec = json.loads(Path(spec_path).read_text())
@@ -259,7 +265,18 @@ SQUAD_MINILM = Task(
     run=run_squad_minilm,
 )
 
-TASKS = [SQUAD_MINILM]
+
+
+def run_squad_minilm_large(method: str, lr: float | None, seed: int, split: str, updates: int,
+                           device: str = "cpu") -> dict:
+    """`run_squad_minilm` at the ``large`` variant, whatever `updates`."""
+    return run_squad_minilm(method, lr, seed, split, updates, device, variant="large")
+
+
+SQUAD_MINILM_LARGE = dataclasses.replace(SQUAD_MINILM, name="squad_minilm_large", updates=LARGE_UPDATES,
+                                         quick_updates=QUICK_UPDATES, run=run_squad_minilm_large)
+
+TASKS = [SQUAD_MINILM, SQUAD_MINILM_LARGE]
 
 
 if __name__ == "__main__":
