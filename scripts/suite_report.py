@@ -153,6 +153,15 @@ def verdicts(t):
 
 
 GUESS_GRID = ("0.1", "0.3", "1", "3", "10")
+# The methods of the peer comparison (issue 10's names), in the report's order.
+RANKED = ("linear", "knee", "lrtuner", "prodigy", "schedulefree", "dadaptation", "lr_range_test", "greedy")
+
+
+def method_color(method):
+    """One color per compared method in every plot."""
+    import matplotlib.pyplot as plt
+
+    return plt.get_cmap("tab10")(RANKED.index(method) if method in RANKED else 9)
 
 
 def regret_over_guesses(t):
@@ -201,25 +210,18 @@ def ranking(tasks):
     return per_task, [row["task"] for row in complete], overall
 
 
-# The methods of the peer comparison (issue 10's names), in the report's order.
-RANKED = ("linear", "knee", "lrtuner", "prodigy", "schedulefree", "dadaptation", "lr_range_test", "greedy")
-
-
-def regret_compute_plot(tasks, path):
-    """One panel per task: mean regret over the guesses (units of delta, symlog) against mean total compute."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def regret_compute_plot(tasks, path=None):
+    """One panel per task: mean regret over the guesses (units of delta, symlog, a bar up to the worst) against mean
+    total compute. Saved to `path`, or left open for display when `path` is None; returns the figure."""
     import matplotlib.pyplot as plt
 
     chosen = [t for t in tasks if regret_over_guesses(t)]
     fig, axes = plt.subplots(1, len(chosen), figsize=(3.0 * len(chosen), 3.2), squeeze=False)
-    colors = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(RANKED)}
     for ax, t in zip(axes[0], chosen):
         for method, (mean, worst, compute, _) in regret_over_guesses(t).items():
-            if method in colors:
+            if method in RANKED:
                 ax.errorbar([compute], [mean], yerr=[[0], [worst - mean]], marker="o", capsize=3,
-                            color=colors[method], label=method)
+                            color=method_color(method), label=method)
         ax.set_yscale("symlog", linthresh=1.0)
         ax.set_title(t["task"], fontsize=9)
         ax.set_xlabel("total compute / linear's")
@@ -228,17 +230,16 @@ def regret_compute_plot(tasks, path):
     fig.legend([handles[m] for m in RANKED if m in handles], [m for m in RANKED if m in handles], fontsize=8,
                loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.02))
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
 
 
 def plot(t, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.5, 3.8))
     if t["dev"]:
         lrs = sorted(t["dev"])
         ax1.errorbar(lrs, [t["dev"][lr][0] for lr in lrs], yerr=[t["dev"][lr][1] if math.isfinite(t["dev"][lr][1])
@@ -249,21 +250,22 @@ def plot(t, path):
         ax1.set_xlabel("peak LR (linear warmup-decay)")
         ax1.set_ylabel(f"dev {t['metric']}")
         ax1.set_title(f"{t['task']}: dev grid (T={t['updates']})")
-    methods = sorted({c["method"] for c in t["cells"]}, key=lambda m: (m != "linear", m))
-    for method in methods:
+    present = {c["method"] for c in t["cells"]}  # the comparison's methods (ablation variants stay in the tables)
+    for method in [m for m in RANKED if m in present]:
+        color = method_color(method)
         cs = [c for c in t["cells"] if c["method"] == method and c["guess"] != "" and math.isfinite(c["mean"])]
         if cs:
             ax2.errorbar([float(c["guess"]) for c in cs], [c["mean"] for c in cs],
                          yerr=[c["sd"] if math.isfinite(c["sd"]) else 0 for c in cs], marker="o", capsize=3,
-                         label=method)
+                         label=method, color=color)
         free = [c for c in t["cells"] if c["method"] == method and c["guess"] == "" and math.isfinite(c["mean"])]
         for c in free:
-            ax2.axhline(c["mean"], ls="--", label=f"{method} (LR-free)")
+            ax2.axhline(c["mean"], ls="--", label=f"{method} (LR-free)", color=color)
     ax2.set_xscale("log")
     ax2.set_xlabel("initial LR / tuned LR (guess)")
     ax2.set_ylabel(f"test {t['metric']}")
     ax2.set_title(f"{t['task']}: test metric vs guess")
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -271,9 +273,6 @@ def plot(t, path):
 
 def overview_plot(tasks, names, path, methods=("linear", "lrtuner")):
     """One panel per task: test metric against the guess for `methods` (the README's figure)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     chosen = [t for name in names for t in tasks if t["task"] == name]
@@ -284,7 +283,7 @@ def overview_plot(tasks, names, path, methods=("linear", "lrtuner")):
                            key=lambda c: float(c["guess"]))
             ax.errorbar([float(c["guess"]) for c in cells], [c["mean"] for c in cells],
                         yerr=[c["sd"] if math.isfinite(c["sd"]) else 0 for c in cells], marker="o", capsize=3,
-                        label=method)
+                        label=method, color=method_color(method))
         ax.set_xscale("log")
         ax.set_title(f"{t['task']} (T={t['updates']})", fontsize=9)
         ax.set_xlabel("initial LR / tuned LR")
@@ -389,6 +388,10 @@ def main(argv=None):
     p.add_argument("--overview_png", default=None, help="also draw linear and lrtuner against the guess for --overview_tasks")
     p.add_argument("--overview_tasks", nargs="+", default=["freshhead_adam", "scratch_sgd", "minilm_cls", "squad_minilm"])
     args = p.parse_args(argv)
+    if not args.no_plots or args.overview_png:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only (the notebook imports this module and keeps its inline backend)
     with open(args.csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
     tasks = analyse(rows)

@@ -124,6 +124,8 @@ def write_suite(path, seeds):
                             metric = 1e79 if method == "linear" and guess == 30 else 0.05 * 10**harm
                         writer.writerow([task, tier, method, f"{guess:g}", 0.02 * guess, seed, "test", name, metric,
                                          higher, 0.5, 100, trials, 0, 0.1])
+                metric = 66 + rng.gauss(0, 1) if higher else 0.08  # an LR-free peer: one run per seed, no guess
+                writer.writerow([task, tier, "prodigy", "", "", seed, "test", name, metric, higher, 0.5, 100, 0, 0, 0.1])
 
 
 def test_quickstart_notebook_runs():
@@ -166,11 +168,17 @@ def test_squad_comparison_notebook_reads_the_tuner_suite(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_LRTUNER_RESULTS", str(tmp_path))
     notebook = execute("02_squad_comparison.ipynb")
     text = text_of(notebook)
-    assert "suite.csv: 60 test runs, tasks ['toy_acc', 'toy_loss'], methods ['linear', 'lrtuner']" in text
-    assert "toy_acc (tier B): test accuracy, higher is better" in text and "x1/30" in text
+    assert ("suite.csv: 66 test runs, tasks ['toy_acc', 'toy_loss'], methods ['linear', 'lrtuner', 'prodigy']"
+            in text)
+    assert "toy_acc (tier B): test accuracy, higher is better" in text and "x1/30" in text and "LR-free" in text
     assert "toy_loss (tier A): test loss, lower is better" in text and "1e+79" in text
     assert "lrtuner compute" in text and "1.20x" in text and "No lrtuner runs" not in text
-    assert "not found" not in text and images_in(notebook) == 4  # the benchmark's three and the suite's
+    # the ranking of scripts/suite_report.py: on toy_loss prodigy's regret is (0.08 - 0.05) / delta = 0.06 at every
+    # guess, LRTuner's 0 at x1 and (0.05 * 10**0.3 - 0.05) / 0.5 = 0.0995 at x0.1 and x10: prodigy is first on both
+    assert "Per task (regret / delta)" in text and "prodigy (0.06)" in text
+    assert "Over the tasks with every method" not in text
+    assert "No task has rows of every compared method" in text
+    assert "not found" not in text and images_in(notebook) == 5  # the benchmark's three, the suite's two
 
 
 def test_squad_comparison_notebook_without_results(tmp_path, monkeypatch):
