@@ -12,6 +12,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from .config import LRTunerConfig
+from .records import TuningRecord, is_race
 from .scheduler import LRTunerScheduler
 from .trials import TrialRunner
 
@@ -94,7 +95,7 @@ class LRTunerCallback(TrainerCallback):
                 "lrtuner/total_updates": total,
                 "lrtuner/overhead": tuner.trial_updates / total if total else 0.0,
                 "lrtuner/rollbacks": tuner.rollbacks,
-                "lrtuner/level": tuner.level,
+                "lrtuner/multiplier": tuner.multiplier,
             }
         )
 
@@ -107,7 +108,7 @@ class LRTunerCallback(TrainerCallback):
         self._training_step = training_step
 
         def recording_training_step(model, inputs, *args, **kwargs):
-            racing = self.scheduler.tuner.race is not None
+            racing = self.scheduler.tuner.racing
             if racing and not self.runner.race_batches and not self._update_batches:
                 # the race's first update: Trainer may have restored or drawn random numbers since the race started
                 self.runner.capture_race_random_state()
@@ -125,26 +126,26 @@ class LRTunerCallback(TrainerCallback):
         if self.trainer is not None and "training_step" in vars(self.trainer):
             del self.trainer.training_step
 
-    def _log_record(self, record: dict, control, state):
+    def _log_record(self, record: TuningRecord, control, state):
         tuner = self.scheduler.tuner
         should_log = control.should_log  # Trainer.log clears it, which would drop this step's own log line
-        logs = {"lrtuner/lr": self.scheduler.get_last_lr()[0], "lrtuner/level": tuner.level,
+        logs = {"lrtuner/lr": self.scheduler.get_last_lr()[0], "lrtuner/multiplier": tuner.multiplier,
                 "lrtuner/trial_updates": tuner.trial_updates, "lrtuner/rollbacks": tuner.rollbacks}
-        if "levels" in record:
-            logs["lrtuner/challengers"] = len(record["levels"]) - 1
+        if is_race(record):
+            logs["lrtuner/challengers"] = len(record["multipliers"]) - 1
         self.trainer.log(logs)
         control.should_log = should_log
         if state.is_world_process_zero:
-            if "levels" in record:
+            if is_race(record):
                 logger.info(
-                    "LRTuner race %d-%d: levels %s, late-race losses %s -> level %.4g", record["step"],
-                    record["end_step"], [f"{c:.3g}" for c in record["levels"]],
-                    [f"{s:.4g}" for s in record["scores"]], record["choice"],
+                    "LRTuner race %d-%d: multipliers %s, late-race losses %s -> multiplier %.4g", record["step"],
+                    record["end_step"], [f"{m:.3g}" for m in record["multipliers"]],
+                    [f"{s:.4g}" for s in record["scores"]], record["multiplier"],
                 )
             else:
                 logger.warning(
-                    "LRTuner: training diverged at step %d; rolled back to step %d's state and lowered the level "
-                    "to %.3g.", record["step"], record["rollback_to"], record["choice"],
+                    "LRTuner: training diverged at step %d; rolled back to step %d's state and lowered the multiplier "
+                    "to %.3g.", record["step"], record["rollback_to"], record["multiplier"],
                 )
 
     def _replay_update(self, micro_batches: List[Any]) -> torch.Tensor:

@@ -8,6 +8,7 @@ from typing import Any, Callable, List, Optional
 
 import torch
 
+from .records import RollbackRecord, TuningRecord
 from .scheduler import LRTunerScheduler
 from .snapshot import TrainingSnapshot
 
@@ -79,11 +80,9 @@ class TrialRunner:
         self.race_batches: List[Any] = []
         self.race_losses: List[float] = []
         self.race_rng: Optional[tuple] = None  # random-number state at the race's start: every arm draws the same dropout
-        tuner = scheduler.tuner
-        if tuner.race is not None:  # resumed inside a race: its snapshot and batches are gone
-            tuner.abandon_race()
+        scheduler.tuner.abandon_race()  # a run resumed inside a race: its snapshot and batches are gone
         self.safe_point.capture()
-        tuner.mark_safe_point(self.step)
+        scheduler.tuner.mark_safe_point(self.step)
         self._maybe_start_race()
 
     @property
@@ -95,7 +94,7 @@ class TrialRunner:
         """Completed updates, as the scheduler counts them (fp16-skipped updates do not count)."""
         return self.scheduler.last_epoch
 
-    def after_update(self, batch: Any, loss: Any, reduced: bool = False) -> Optional[dict]:
+    def after_update(self, batch: Any, loss: Any, reduced: bool = False) -> Optional[TuningRecord]:
         """Feed the update that just ran on `batch` with loss `loss` (after `scheduler.step()`).
 
         Pass `reduced=True` for a loss that is already the same on every process. Returns the record of a race that
@@ -105,11 +104,11 @@ class TrialRunner:
         if self.reduce_scores is not None and not reduced:
             value = self.reduce_scores([value])[0]
         tuner = self.tuner
-        if tuner.race is not None:
+        if tuner.racing:
             self.race_batches.append(batch)
             self.race_losses.append(value)
         if tuner.observe(value):
-            return self._roll_back()
+            return self.roll_back()
         record = None
         due = tuner.challengers_due(self.step)
         if due:
@@ -138,31 +137,30 @@ class TrialRunner:
         the race's start; call it again right before that update if something draws random numbers in between."""
         self.race_rng = (torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in _cuda_devices()])
 
-    def _race_challengers(self, levels: List[float]):
-        """Replay `levels` from the race's snapshot over the batches so far; leave the state of the leading arm."""
+    def _race_challengers(self, multipliers: List[float]):
+        """Replay `multipliers` from the race's snapshot over the batches so far; leave the state of the leading arm."""
         tuner = self.tuner
-        race = tuner.race
         self.leader.capture()  # the real run: it leads until a challenger beats it
         leader_is_current = True
-        for index, level in enumerate(levels):
+        for index, multiplier in enumerate(multipliers):
             self.safe_point.restore()
-            losses = self._replay(level, race["start"])
-            leads = tuner.score_challenger(level, losses, self.race_losses)
-            if leads and index < len(levels) - 1:
+            losses = self._replay(multiplier, tuner.race_start)
+            leads = tuner.score_challenger(multiplier, losses, self.race_losses)
+            if leads and index < len(multipliers) - 1:
                 self.leader.capture()
             leader_is_current = leads
         if not leader_is_current:
             self.leader.restore()
 
-    def _replay(self, level: float, start: int) -> List[float]:
-        """Train the race's batches from its start at `level`, as the run would have; stop at a divergence."""
+    def _replay(self, multiplier: float, start: int) -> List[float]:
+        """Train the race's batches from its start at `multiplier`, as the run would have; stop at a divergence."""
         tuner = self.tuner
         monitor = tuner.challenger_monitor()
         losses: List[float] = []
         try:
             with self._race_random_numbers():
                 for offset, batch in enumerate(self.race_batches):
-                    self.scheduler.set_trial_lr(tuner.multiplier_at(start + offset, level))
+                    self.scheduler.set_trial_lr(tuner.multiplier_at(start + offset, multiplier))
                     loss = _as_float(self.train_step(batch))
                     if self.reduce_scores is not None:
                         loss = self.reduce_scores([loss])[0]
@@ -173,14 +171,18 @@ class TrialRunner:
             self.scheduler.apply_lr()
         return losses
 
-    def _roll_back(self) -> dict:
-        """Return to the last safe point (training diverged since) and lower the LR."""
+    def roll_back(self) -> RollbackRecord:
+        """Return the model, optimizer and scaler to the last safe point and lower the multiplier one factor.
+
+        `after_update` calls it when the loss shows training diverging; call it yourself for a divergence the loss
+        cannot show (e.g. a failed validation check). Returns the roll-back's record.
+        """
         self.safe_point.restore()
-        self.tuner.back_off(self.step)
+        record = self.tuner.back_off(self.step)
         self.scheduler.apply_lr()
         self.race_batches, self.race_losses = [], []
         self._maybe_start_race()
-        return self.tuner.records[-1]
+        return record
 
     @contextlib.contextmanager
     def _race_random_numbers(self):

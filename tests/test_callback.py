@@ -39,27 +39,27 @@ def user_optimizer_trainer(tmp_path, optimizer_cls=torch.optim.AdamW, callbacks=
     return trainer, scheduler
 
 
-def level_of_update(tuner, update):
-    """The level the real run trained update `update` at: the choice of the last race that had ended by then."""
-    return ([1.0] + [r["choice"] for r in tuner.records if r["end_step"] <= update])[-1]
+def multiplier_of_update(tuner, update):
+    """The multiplier the real run trained update `update` at: the outcome of the last race that had ended by then."""
+    return ([1.0] + [r["multiplier"] for r in tuner.records if r["end_step"] <= update])[-1]
 
 
 @pytest.mark.parametrize("optimizer_cls", [torch.optim.AdamW, torch.optim.SGD])
 def test_user_optimizer_and_scheduler_race_log_and_count(tmp_path, optimizer_cls):
     recorder = RecordGroupLRs()
     lr = 1e-4 if optimizer_cls is torch.optim.AdamW else 1e-3  # 10x low: races raise it
-    # No margin, so that this short run on a hard task races more than once (a tie settles the level at once)
+    # No margin, so that this short run on a hard task races more than once (a tie settles the multiplier at once)
     config = LRTunerConfig(race_horizon=10, race_margin=0.0, min_improvement=0.0)
     trainer, scheduler = user_optimizer_trainer(tmp_path, optimizer_cls, callbacks=[recorder], learning_rate=lr,
                                                 logging_steps=500, config=config)
     trainer.train()
     tuner = scheduler.tuner
     assert tuner.total_steps == 60  # the budget came from Trainer's max_steps
-    assert [r["step"] for r in tuner.records][:2] == [0, 10] and tuner.level > 1.0
-    assert [step for step, _ in logged(trainer, "lrtuner/level")][:-1] == [r["end_step"] for r in tuner.records]
-    # The LR applied to each update is the schedule at the level of the races that had ended by then
+    assert [r["step"] for r in tuner.records][:2] == [0, 10] and tuner.multiplier > 1.0
+    assert [step for step, _ in logged(trainer, "lrtuner/multiplier")][:-1] == [r["end_step"] for r in tuner.records]
+    # The LR applied to each update is the schedule at the multiplier of the races that had ended by then
     for update, (applied,) in enumerate(recorder.lrs):
-        assert applied == pytest.approx(lr * tuner.multiplier_at(update, level_of_update(tuner, update)))
+        assert applied == pytest.approx(lr * tuner.multiplier_at(update, multiplier_of_update(tuner, update)))
     (summary,) = [h for h in trainer.state.log_history if "lrtuner/overhead" in h]
     raced = [h for r in tuner.records for h, score in zip(r["horizons"][1:], r["scores"][1:]) if not math.isnan(score)]
     assert summary["lrtuner/trial_updates"] == tuner.trial_updates == sum(raced)
@@ -199,7 +199,7 @@ def test_fp16_overflow_skipped_steps_do_not_advance_the_tuner(tmp_path):
 
 def checkpoint_run(tmp_path, resume_from=None, max_steps=60):
     args = dict(max_steps=max_steps, save_strategy="steps", save_steps=5, seed=7, learning_rate=1e-4)
-    # No margin, so that this short run on a hard task races three times (a tie would settle the level at once)
+    # No margin, so that this short run on a hard task races three times (a tie would settle the multiplier at once)
     config = LRTunerConfig(race_horizon=10, race_margin=0.0, min_improvement=0.0)
     trainer, scheduler = user_optimizer_trainer(tmp_path, config=config, **args)
     trainer.train(resume_from_checkpoint=resume_from)
