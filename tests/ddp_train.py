@@ -40,6 +40,7 @@ def main(output_dir):
     }
     with open(os.path.join(output_dir, f"rank{args.process_index}.json"), "w") as f:
         json.dump(result, f)
+    torch.distributed.destroy_process_group()  # before exit, not during interpreter teardown
 
 
 if __name__ == "__main__":

@@ -4,14 +4,17 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(__file__)
+REPO = os.path.dirname(os.path.abspath(HERE))
+# the launched processes import this checkout's hf_lrtuner, not whichever one is installed
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+       "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
 
 
 def test_two_process_ddp_ranks_apply_the_same_lr_at_every_step(tmp_path):
     """Ranks see different data; only the reduced losses can make their decisions agree."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                os.path.join(HERE, "ddp_train.py"), str(tmp_path)]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]

@@ -380,7 +380,6 @@ def run_minilm_cls(method: str, lr: float, seed: int, split: str, updates: int, 
             from hf_lrtuner import LRTunerCallback
 
             scheduler = _lrtuner_scheduler(optimizer, warmup, seed, overrides)
-            callbacks.append(LRTunerCallback())
         recorder = _recorder_class()(optimizer)
         callbacks.append(recorder)
         args = training_arguments(output_dir, lr, seed, updates, warmup, device, batch_size=batch_size)
@@ -390,6 +389,8 @@ def run_minilm_cls(method: str, lr: float, seed: int, split: str, updates: int, 
             callbacks=callbacks,
         )
         trainer.remove_callback(PrinterCallback)  # disable_tqdm prints every log line instead
+        if base != "linear":
+            LRTunerCallback().bind(trainer)
         start = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - start
