@@ -21,6 +21,7 @@ accelerate 1.15.0 and torch 2.13.0 (line numbers below are transformers 5.24.0's
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, List, Optional, Tuple
 
 import torch
@@ -37,11 +38,11 @@ def unwrap_optimizer(optimizer: Any) -> Any:
 def unwrap_scheduler(scheduler: Any) -> Tuple[Any, int]:
     """The scheduler an accelerate `AcceleratedScheduler` wraps, and how many times one of its `step()` calls per
     optimizer update steps it (1 for any other scheduler)."""
-    from accelerate.scheduler import AcceleratedScheduler
+    accelerate_scheduler = sys.modules.get("accelerate.scheduler")  # not imported: no AcceleratedScheduler exists
+    if accelerate_scheduler is None or not isinstance(scheduler, accelerate_scheduler.AcceleratedScheduler):
+        return scheduler, 1
     from accelerate.state import AcceleratorState
 
-    if not isinstance(scheduler, AcceleratedScheduler):
-        return scheduler, 1
     once = not scheduler.step_with_optimizer or scheduler.split_batches
     return scheduler.scheduler, 1 if once else AcceleratorState().num_processes
 

@@ -8,6 +8,7 @@ from typing import Any, Callable, List, Optional
 
 import torch
 
+from . import _trainer_internals as internals
 from .records import RollbackRecord, TuningRecord
 from .scheduler import LRTunerScheduler
 from .snapshot import TrainingSnapshot
@@ -29,8 +30,11 @@ class TrialRunner:
 
     Args:
         model (`torch.nn.Module`): the model being trained.
-        optimizer (`torch.optim.Optimizer`): the optimizer `scheduler` drives.
-        scheduler (`LRTunerScheduler`): the tuner, with its budget set.
+        optimizer (`torch.optim.Optimizer`): the optimizer `scheduler` drives (or accelerate's wrapper of it).
+        scheduler (`LRTunerScheduler`): the tuner, with its budget set, stepped once per optimizer update. One that
+            `accelerator.prepare` wrapped is accepted only where the wrapper steps it once per update (one process,
+            `split_batches=True`, or `step_scheduler_with_optimizer=False`); otherwise a `ValueError` says what to
+            do.
         train_step (`Callable[[Any], Any]`): performs one full training update on a batch (forward, backward,
             clipping, `optimizer.step()`, `optimizer.zero_grad()`) and returns its loss. The same function the
             training loop uses, so challengers go through the same autocast, clipping and accumulation.
@@ -58,9 +62,18 @@ class TrialRunner:
         scaler: Optional[Any] = None,
         reduce_scores: Optional[Callable[[List[float]], List[float]]] = None,
     ):
+        scheduler, steps_per_update = internals.unwrap_scheduler(scheduler)
         if not isinstance(scheduler, LRTunerScheduler):
             raise TypeError(f"scheduler must be an LRTunerScheduler, got {type(scheduler).__name__}.")
-        if scheduler.optimizer is not optimizer:
+        if steps_per_update > 1:
+            raise ValueError(
+                "accelerator.prepare wrapped the LRTunerScheduler in an AcceleratedScheduler, whose step() steps it "
+                f"once per process ({steps_per_update} times) per update, so the tuner would run {steps_per_update}x "
+                "too fast. Do not pass the scheduler to accelerator.prepare: call scheduler.step() on the "
+                "LRTunerScheduler once per optimizer update (when accelerator.sync_gradients is True). Or create "
+                "Accelerator(step_scheduler_with_optimizer=False), whose wrapper steps it once per call."
+            )
+        if scheduler.optimizer is not internals.unwrap_optimizer(optimizer):
             raise ValueError(
                 "The scheduler drives a different optimizer than the one passed to TrialRunner; build "
                 "LRTunerScheduler on the optimizer that train_step steps."
@@ -75,14 +88,15 @@ class TrialRunner:
         self.scheduler = scheduler
         self.train_step = train_step
         self.reduce_scores = reduce_scores
-        self.safe_point = TrainingSnapshot(model, optimizer, scaler)  # race start, or the last healthy state
-        self.leader = TrainingSnapshot(model, optimizer, scaler)  # end state of the race's best arm so far
+        self.safe_point = TrainingSnapshot(model, scheduler.optimizer, scaler)  # race start, or the last healthy state
+        self.leader = TrainingSnapshot(model, scheduler.optimizer, scaler)  # end state of the race's best arm so far
         self.race_batches: List[Any] = []
         self.race_losses: List[float] = []
         self.race_rng: Optional[tuple] = None  # random-number state at the race's start: every arm draws the same dropout
         scheduler.tuner.abandon_race()  # a run resumed inside a race: its snapshot and batches are gone
         self.safe_point.capture()
         scheduler.tuner.mark_safe_point(self.step)
+        self._last_step = self.step
         self._maybe_start_race()
 
     @property
@@ -100,6 +114,14 @@ class TrialRunner:
         Pass `reduced=True` for a loss that is already the same on every process. Returns the record of a race that
         ended at this update, or of a roll-back; `None` otherwise.
         """
+        if self.step != self._last_step + 1:
+            raise RuntimeError(
+                f"TrialRunner.after_update expects one scheduler.step() per update before it, but the scheduler moved "
+                f"from step {self._last_step} to {self.step}. Call scheduler.step() once per optimizer update, and "
+                "after_update only for updates the optimizer made (not for fp16-skipped ones). A scheduler passed "
+                "through accelerator.prepare is stepped once per process: step the LRTunerScheduler itself."
+            )
+        self._last_step = self.step
         value = _as_float(loss)
         if self.reduce_scores is not None and not reduced:
             value = self.reduce_scores([value])[0]
