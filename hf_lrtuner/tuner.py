@@ -17,7 +17,7 @@ import math
 import warnings
 from typing import List, Optional, Sequence
 
-from .config import LRTunerConfig
+from .config import LRTunerConfig, decay_start
 from .records import RaceRecord, RollbackRecord, TuningRecord, load_records
 
 WARMUP, STABLE, DECAY = "warmup", "stable", "decay"
@@ -140,7 +140,7 @@ class LRTuner:
         self.total_steps = total_steps
         self.horizon = config.resolve_race_horizon(total_steps)
         self.down_horizon = config.resolve_down_horizon(total_steps)
-        self.decay_start = min(total_steps, max(config.warmup_steps, round(config.explore_fraction * total_steps)))
+        self.decay_start = decay_start(total_steps, config.warmup_steps, config.explore_fraction)
         self.trial_budget = self.down_horizon + config.max_races * self.horizon
         self.multiplier = 1.0
         self.direction = 0  # 0: the next race tries both directions; +1/-1: it continues upward/downward
