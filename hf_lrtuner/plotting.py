@@ -152,12 +152,12 @@ def plot_race(record: Mapping, base_lr: float = 1.0, ax=None):
 
     Each arm's score is its mean training loss over the second half of its race, on the same batches for every arm.
     Challengers carry error bars of one standard error of their paired per-update difference to the incumbent
-    (`record["differences"]`, what the race's margin is compared against); the incumbent is a square, the
-    multiplier the race left a star. When a challenger raced fewer updates than the incumbent (a shorter downward race), the
+    (`record["differences"]`, what the race's margin is compared against); the incumbent is a square, the multiplier the
+    race left a star. When a challenger raced fewer updates than the incumbent (a shorter downward race), the
     incumbent's loss over that challenger's updates is a hollow square at the incumbent's LR, so that each challenger
-    can be read against what it was compared with. A challenger that diverged (stopped early) is a cross at the top
-    of the axes, labelled with its score; one the race did not need (decided before its horizon) a hollow circle at
-    the bottom.
+    can be read against what it was compared with. A challenger that diverged (stopped early) is a cross at the top of
+    the axes, labelled with its score; one the race did not need (decided before its horizon) a hollow circle at the
+    bottom.
 
     Args:
         record (`Mapping`):

@@ -15,8 +15,8 @@ from .tuner import LRTuner
 class LRTunerScheduler(LRScheduler):
     """Sets every parameter group's LR to its initial LR times the tuner's multiplier.
 
-    It holds the whole tuner (multiplier, races, safety state, records), so its `state_dict()` is everything a resumed run
-    needs; Trainer saves it in `scheduler.pt`. Per-group LR ratios are kept. Races are run by [`LRTunerCallback`]
+    It holds the whole tuner (multiplier, races, safety state, records), so its `state_dict()` is everything a resumed
+    run needs; Trainer saves it in `scheduler.pt`. Per-group LR ratios are kept. Races are run by [`LRTunerCallback`]
     (with `transformers.Trainer`) or [`TrialRunner`] (plain PyTorch loops).
 
     Args:

@@ -1,12 +1,13 @@
-"""The LRTuner algorithm: races that set the multiplier of a warmup-decay schedule, and divergence safety, in plain Python.
+"""The LRTuner algorithm: races that set the multiplier of a warmup-decay schedule, and divergence safety, in plain
+Python.
 
 Nothing here touches a model or imports `transformers`. The tuner sees per-update training losses (of the real run,
 and of challenger branches replayed by a runner on the same batches) and decides from those numbers alone, so every
 process of a distributed run that feeds it the same (reduced) numbers takes the same decisions.
 
 A race, in short: at its start the runner snapshots the training state; the real run trains on at the incumbent
-multiplier for `race_horizon` updates while the runner keeps those batches; then each challenger multiplier replays the same
-batches from the snapshot, following the same schedule shape. The arms are compared on their losses over the second
+multiplier for `race_horizon` updates while the runner keeps those batches; then each challenger multiplier replays the
+same batches from the snapshot, following the same schedule shape. The arms are compared on their losses over the second
 half of the race, paired by batch. A challenger must beat the incumbent by a margin to take over, and then training
 continues from the challenger's branch, so no race costs more than its challengers' updates.
 """

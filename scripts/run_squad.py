@@ -52,6 +52,7 @@ from transformers import (
 )
 from transformers.trainer_utils import SchedulerType
 
+from hf_lrtuner._trainer_internals import mark_scheduler_created
 from hf_lrtuner.records import is_race
 from hf_lrtuner.schedules import get_knee_schedule
 from hf_lrtuner.squad import (
@@ -263,7 +264,7 @@ class KneeQuestionAnsweringTrainer(QuestionAnsweringTrainer):
                 num_training_steps=num_training_steps,
                 explore_fraction=self.knee_explore_fraction,
             )
-            self._created_lr_scheduler = True  # rebuilt by the next train(), like Trainer's own schedulers
+            mark_scheduler_created(self)  # rebuilt by the next train(), like Trainer's own schedulers
         return self.lr_scheduler
 
 

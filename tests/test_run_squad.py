@@ -126,7 +126,8 @@ def test_lrtuner_end_to_end(run_squad, tiny_squad, tmp_path):
     # after the races, the LR is the linear schedule's times the final multiplier
     learning_rates = [float(row["learning_rate"]) for row in rows]
     after = races[-1]["end_step"]
-    expected = [1e-3 * metrics["final_multiplier"] * (updates - step) / (updates - warmup) for step in range(after, updates)]
+    peak = 1e-3 * metrics["final_multiplier"]
+    expected = [peak * (updates - step) / (updates - warmup) for step in range(after, updates)]
     assert learning_rates[after:] == pytest.approx(expected)
     assert learning_rates[0] == 0.0
 
