@@ -202,3 +202,39 @@ def test_the_first_release_overshoots_on_a_fresh_head_where_races_keep_the_good_
     assert runs["lrtuner_v01"]["metric"] < runs["linear"]["metric"] - 3.0  # measured: 60.9 against 65.7
     assert [record["multiplier"] for record in runs["lrtuner"]["records"]] == [1.0]
     assert runs["lrtuner"]["metric"] == runs["linear"]["metric"]
+
+
+def test_roll_back_returns_to_the_safe_point_and_lowers_the_multiplier():
+    dataset, model = regression_data(), linear_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    scheduler = LRTunerScheduler(optimizer, 100, LRTunerConfig(race_horizon=10, max_races=0))  # no race
+    train_step = make_train_step(model, optimizer, make_loss_fn(model, "regression"))
+    runner = TrialRunner(model, optimizer, scheduler, train_step)
+    for step in range(15):  # a safe point is taken at update 10, one race horizon after the start
+        batch = batch_at(dataset, step, 32)
+        loss = train_step(batch)
+        scheduler.step()
+        runner.after_update(batch, loss)
+        if step == 9:
+            at_safe_point = [p.detach().clone() for p in model.parameters()]
+    record = runner.roll_back()
+    assert record == scheduler.tuner.records[-1] == {"step": 15, "rollback_to": 10, "multiplier": 0.5}
+    assert all(torch.equal(p, saved) for p, saved in zip(model.parameters(), at_safe_point))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.5 * (100 - 15) / 100)
+    assert scheduler.tuner.rollbacks == 1 and scheduler.last_epoch == 15  # the budget is not rolled back
+
+
+def test_after_update_needs_exactly_one_scheduler_step_per_update():
+    dataset, model = regression_data(), linear_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    scheduler = LRTunerScheduler(optimizer, 100, LRTunerConfig(race_horizon=10))
+    train_step = make_train_step(model, optimizer, make_loss_fn(model, "regression"))
+    runner = TrialRunner(model, optimizer, scheduler, train_step)
+    batch = batch_at(dataset, 0, 32)
+    loss = train_step(batch)
+    with pytest.raises(RuntimeError, match="moved from step 0 to 0"):  # scheduler.step() forgotten
+        runner.after_update(batch, loss)
+    scheduler.step()
+    scheduler.step()
+    with pytest.raises(RuntimeError, match="moved from step 0 to 2.*accelerator.prepare"):
+        runner.after_update(batch, loss)
