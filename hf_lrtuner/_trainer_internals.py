@@ -26,8 +26,6 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 
-TESTED_VERSIONS = {"transformers": "5.24.0", "accelerate": "1.15.0", "torch": "2.13.0"}
-
 
 # ------------------------------------------------------------------------------------------- accelerate
 def unwrap_optimizer(optimizer: Any) -> Any:
