@@ -1,8 +1,9 @@
 """LRTuner in a plain PyTorch loop: a small MLP with Adam, started from an LR 10x too low.
 
-The schedule is Trainer's `linear` (warmup, then linear decay to zero) times a level that races decide: at a race's
-start the runner snapshots the training state, the run trains `race_horizon` updates at the current level, then a
-level one factor down and one up replay the same batches from the snapshot, and the best (by a margin) continues.
+The schedule is Trainer's `linear` (warmup, then linear decay to zero) times a multiplier of the initial LR that races
+decide: at a race's start the runner snapshots the training state, the run trains `race_horizon` updates at the
+current multiplier, then one factor down and one up replay the same batches from the snapshot, and the best (by a
+margin) continues.
 
 Run: python examples/plain_pytorch.py
 """
@@ -11,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from hf_lrtuner import LRTunerConfig, LRTunerScheduler, TrialRunner
+from hf_lrtuner.records import is_race
 
 
 def main(steps=300, lr=1e-3):
@@ -47,16 +49,17 @@ def main(steps=300, lr=1e-3):
         loss = train_step(batch)
         scheduler.step()
         record = runner.after_update(batch, loss)  # races and roll-backs; None most of the time
-        if record is not None and "levels" in record:
-            levels = ", ".join(f"{level:g}: {score:.3f}" for level, score in zip(record["levels"], record["scores"]))
-            print(f"race {record['step']:3d}-{record['end_step']:3d} (level: late-race loss) {levels} "
-                  f"-> level {record['choice']:g}")
+        if record is not None and is_race(record):
+            arms = ", ".join(f"{m:g}: {score:.3f}" for m, score in zip(record["multipliers"], record["scores"]))
+            print(f"race {record['step']:3d}-{record['end_step']:3d} (multiplier: late-race loss) {arms} "
+                  f"-> multiplier {record['multiplier']:g}")
         elif record is not None:
-            print(f"diverged at {record['step']}: rolled back to {record['rollback_to']}, level {record['choice']:g}")
+            print(f"diverged at {record['step']}: rolled back to {record['rollback_to']}, "
+                  f"multiplier {record['multiplier']:g}")
     with torch.no_grad():
         final = torch.nn.functional.cross_entropy(model(x), y).item()
     tuner = scheduler.tuner
-    print(f"final loss {final:.4f}; level {tuner.level:g} (peak LR {tuner.level * lr:.3g}); "
+    print(f"final loss {final:.4f}; multiplier {tuner.multiplier:g} (peak LR {tuner.multiplier * lr:.3g}); "
           f"{steps} updates + {tuner.trial_updates} trial updates")
     return final
 

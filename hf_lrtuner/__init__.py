@@ -5,6 +5,7 @@ The algorithm core (`LRTunerConfig`, `LRTuner`, `LossMonitor`, `LRTunerScheduler
 """
 
 from .config import LRTunerConfig
+from .records import RaceRecord, RollbackRecord, TuningRecord, load_records
 from .scheduler import LRTunerScheduler
 from .snapshot import TrainingSnapshot
 from .trials import TrialRunner
@@ -15,7 +16,8 @@ __version__ = "0.2.0"
 _TRAINER_EXPORTS = {"LRTunerCallback": "callback", "LRTunerTrainerMixin": "callback", "LRTunerTrainer": "callback"}
 
 __all__ = [
-    "LossMonitor", "LRTuner", "LRTunerConfig", "LRTunerScheduler", "TrainingSnapshot", "TrialRunner", *_TRAINER_EXPORTS
+    "LossMonitor", "LRTuner", "LRTunerConfig", "LRTunerScheduler", "RaceRecord", "RollbackRecord", "TrainingSnapshot",
+    "TrialRunner", "TuningRecord", "load_records", *_TRAINER_EXPORTS
 ]
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
-from typing import Any, List, Optional
+from typing import Optional
 
 import torch
 from transformers import Trainer, TrainerCallback
 
+from . import _trainer_internals as internals
 from .config import LRTunerConfig
+from .records import TuningRecord, is_race
 from .scheduler import LRTunerScheduler
 from .trials import TrialRunner
 
@@ -28,6 +29,10 @@ class LRTunerCallback(TrainerCallback):
     lowers the LR, whatever `logging_steps` is. Races and roll-backs are logged with `Trainer.log` (so they reach
     every `report_to` integration) under `lrtuner/*` keys; the run's trial compute is logged at train end.
 
+    Trainer gives its callbacks no reference to itself, so the callback is bound to its Trainer explicitly:
+    `LRTunerCallback().bind(trainer)` (which also adds it to the trainer's callbacks), or `LRTunerTrainer` /
+    `LRTunerTrainerMixin`, which do it. An unbound callback refuses to start training.
+
     Example:
 
     ```python
@@ -35,8 +40,8 @@ class LRTunerCallback(TrainerCallback):
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5)
     scheduler = LRTunerScheduler(optimizer, config=LRTunerConfig(warmup_steps=100))
-    trainer = Trainer(model=model, args=args, train_dataset=train_dataset,
-                      optimizers=(optimizer, scheduler), callbacks=[LRTunerCallback()])
+    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, optimizers=(optimizer, scheduler))
+    LRTunerCallback().bind(trainer)
     trainer.train()
     ```
     """
@@ -46,14 +51,33 @@ class LRTunerCallback(TrainerCallback):
         self.scheduler: Optional[LRTunerScheduler] = None
         self.runner: Optional[TrialRunner] = None
 
-    def bind(self, trainer: Trainer):
-        """Attach to `trainer` (done by `LRTunerTrainer`; a plain `Trainer` is found at train begin)."""
+    def bind(self, trainer: Trainer) -> "LRTunerCallback":
+        """Run inside `trainer`: keep a reference to it and add this callback to its callbacks unless it is there.
+
+        Args:
+            trainer (`transformers.Trainer`): the trainer this callback tunes; one callback per trainer.
+
+        Returns:
+            `LRTunerCallback`: this callback.
+        """
+        if not isinstance(trainer, Trainer):
+            raise TypeError(f"LRTunerCallback.bind needs a transformers.Trainer, got {type(trainer).__name__}.")
+        if self.trainer is not None and self.trainer is not trainer:
+            raise ValueError("This LRTunerCallback is bound to another Trainer already: use one callback per Trainer.")
+        if self not in trainer.callback_handler.callbacks:
+            trainer.add_callback(self)
         self.trainer = trainer
+        return self
 
     # ------------------------------------------------------------------------------------------- events
     def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
-        trainer = self.trainer if self.trainer is not None else self._find_trainer()
-        self.trainer = trainer
+        trainer = self.trainer
+        if trainer is None:
+            raise RuntimeError(
+                "LRTunerCallback is not bound to a Trainer (Trainer gives callbacks no reference to itself). Call "
+                "LRTunerCallback().bind(trainer) after building the Trainer (it adds the callback to the trainer), "
+                "or use LRTunerTrainer."
+            )
         self._check_supported(trainer)
         self.scheduler = self._check_scheduler(trainer, lr_scheduler)
         if state.max_steps is None or state.max_steps <= 0:
@@ -67,15 +91,15 @@ class LRTunerCallback(TrainerCallback):
             model=trainer.model,
             optimizer=self.scheduler.optimizer,
             scheduler=self.scheduler,
-            train_step=self._replay_update,
-            scaler=getattr(trainer.accelerator, "scaler", None),
-            reduce_scores=self._mean_over_processes,
+            train_step=lambda micro_batches: internals.replay_update(trainer, self._training_step, micro_batches),
+            scaler=internals.grad_scaler(trainer),
+            reduce_scores=lambda values: internals.mean_over_processes(trainer, values),
         )
 
     def on_step_end(self, args, state, control, **kwargs):
         micro_batches, losses = self._update_batches, self._update_losses
         self._update_batches, self._update_losses = [], []
-        if self.trainer.accelerator.optimizer_step_was_skipped:  # an fp16 overflow: the scaler handled it
+        if internals.optimizer_step_was_skipped(self.trainer):  # an fp16 overflow: the scaler handled it
             return
         loss = float(sum(losses)) if losses else math.nan
         record = self.runner.after_update(micro_batches, loss)
@@ -85,7 +109,7 @@ class LRTunerCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.runner is None:
             return
-        self._stop_recording()
+        internals.unwrap_training_step(self.trainer)
         tuner = self.scheduler.tuner
         total = state.global_step + tuner.trial_updates
         self.trainer.log(
@@ -94,7 +118,7 @@ class LRTunerCallback(TrainerCallback):
                 "lrtuner/total_updates": total,
                 "lrtuner/overhead": tuner.trial_updates / total if total else 0.0,
                 "lrtuner/rollbacks": tuner.rollbacks,
-                "lrtuner/level": tuner.level,
+                "lrtuner/multiplier": tuner.multiplier,
             }
         )
 
@@ -102,98 +126,53 @@ class LRTunerCallback(TrainerCallback):
     def _record_training_steps(self, trainer: Trainer):
         """Wrap `trainer.training_step` so that every update's micro-batches and loss reach the runner: races replay
         the real batches, and divergence is checked at every update whatever the logging settings."""
-        self._stop_recording()
-        training_step = trainer.training_step
-        self._training_step = training_step
+        internals.unwrap_training_step(trainer)
 
-        def recording_training_step(model, inputs, *args, **kwargs):
-            racing = self.scheduler.tuner.race is not None
-            if racing and not self.runner.race_batches and not self._update_batches:
-                # the race's first update: Trainer may have restored or drawn random numbers since the race started
-                self.runner.capture_race_random_state()
-            loss = training_step(model, inputs, *args, **kwargs)
-            # inputs is only kept while a race records its batches; the loss of every micro-batch, always
-            if racing:
-                self._update_batches.append((dict(inputs), args, kwargs))
-            self._update_losses.append(loss.detach().float())
-            return loss
+        def recording(training_step):
+            def recording_training_step(model, inputs, *args, **kwargs):
+                racing = self.scheduler.tuner.racing
+                if racing and not self.runner.race_batches and not self._update_batches:
+                    # the race's first update: Trainer may have restored or drawn random numbers since the race started
+                    self.runner.capture_race_random_state()
+                loss = training_step(model, inputs, *args, **kwargs)
+                # inputs is only kept while a race records its batches; the loss of every micro-batch, always
+                if racing:
+                    self._update_batches.append((dict(inputs), args, kwargs))
+                self._update_losses.append(loss.detach().float())
+                return loss
 
-        trainer.training_step = recording_training_step
+            return recording_training_step
+
+        self._training_step = internals.wrap_training_step(trainer, recording)
         self._update_batches, self._update_losses = [], []
 
-    def _stop_recording(self):
-        if self.trainer is not None and "training_step" in vars(self.trainer):
-            del self.trainer.training_step
-
-    def _log_record(self, record: dict, control, state):
+    def _log_record(self, record: TuningRecord, control, state):
         tuner = self.scheduler.tuner
         should_log = control.should_log  # Trainer.log clears it, which would drop this step's own log line
-        logs = {"lrtuner/lr": self.scheduler.get_last_lr()[0], "lrtuner/level": tuner.level,
+        logs = {"lrtuner/lr": self.scheduler.get_last_lr()[0], "lrtuner/multiplier": tuner.multiplier,
                 "lrtuner/trial_updates": tuner.trial_updates, "lrtuner/rollbacks": tuner.rollbacks}
-        if "levels" in record:
-            logs["lrtuner/challengers"] = len(record["levels"]) - 1
+        if is_race(record):
+            logs["lrtuner/challengers"] = len(record["multipliers"]) - 1
         self.trainer.log(logs)
         control.should_log = should_log
         if state.is_world_process_zero:
-            if "levels" in record:
+            if is_race(record):
                 logger.info(
-                    "LRTuner race %d-%d: levels %s, late-race losses %s -> level %.4g", record["step"],
-                    record["end_step"], [f"{c:.3g}" for c in record["levels"]],
-                    [f"{s:.4g}" for s in record["scores"]], record["choice"],
+                    "LRTuner race %d-%d: multipliers %s, late-race losses %s -> multiplier %.4g", record["step"],
+                    record["end_step"], [f"{m:.3g}" for m in record["multipliers"]],
+                    [f"{s:.4g}" for s in record["scores"]], record["multiplier"],
                 )
             else:
                 logger.warning(
-                    "LRTuner: training diverged at step %d; rolled back to step %d's state and lowered the level "
-                    "to %.3g.", record["step"], record["rollback_to"], record["choice"],
+                    "LRTuner: training diverged at step %d; rolled back to step %d's state and lowered the multiplier "
+                    "to %.3g.", record["step"], record["rollback_to"], record["multiplier"],
                 )
 
-    def _replay_update(self, micro_batches: List[Any]) -> torch.Tensor:
-        """One recorded update again, exactly as Trainer made it: `training_step` per micro-batch, clipping,
-        optimizer step."""
-        trainer = self.trainer
-        model = trainer.model_wrapped
-        gradient_state = trainer.accelerator.gradient_state
-        sync_gradients = gradient_state.sync_gradients
-        gradient_state._set_sync_gradients(True)  # a replayed update is a complete update
-        # Trainer divides each micro-batch loss by this (it is set per update)
-        accumulation_steps = getattr(trainer, "current_gradient_accumulation_steps", trainer.args.gradient_accumulation_steps)
-        trainer.current_gradient_accumulation_steps = len(micro_batches)
-        try:
-            loss = sum(self._training_step(model, dict(inputs), *args, **kwargs) for inputs, args, kwargs in micro_batches)
-            if trainer.args.max_grad_norm is not None and trainer.args.max_grad_norm > 0:
-                trainer.accelerator.clip_grad_norm_(model.parameters(), trainer.args.max_grad_norm)
-            trainer.optimizer.step()
-            model.zero_grad()
-        finally:
-            trainer.current_gradient_accumulation_steps = accumulation_steps
-            gradient_state._set_sync_gradients(sync_gradients)
-        return loss
-
-    def _mean_over_processes(self, values: List[float]) -> List[float]:
-        accelerator = self.trainer.accelerator
-        if accelerator.num_processes == 1:
-            return values
-        tensor = torch.tensor(values, dtype=torch.float64, device=accelerator.device)
-        return accelerator.reduce(tensor, reduction="mean").tolist()
-
     # ------------------------------------------------------------------------------------------- checks
-    def _find_trainer(self) -> Trainer:
-        """The Trainer whose callback handler is calling us (a plain `Trainer` gives callbacks no reference)."""
-        frame = inspect.currentframe()
-        while frame is not None:
-            candidate = frame.f_locals.get("self")
-            if isinstance(candidate, Trainer) and self in candidate.callback_handler.callbacks:
-                return candidate
-            frame = frame.f_back
-        raise RuntimeError(
-            "LRTunerCallback could not find the Trainer running it. Pass it in Trainer(callbacks=[...]) or use "
-            "LRTunerTrainer."
-        )
-
     @staticmethod
     def _check_supported(trainer: Trainer):
-        if getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False):
-            backend = "FSDP" if getattr(trainer, "is_fsdp_enabled", False) else "DeepSpeed"
+        backend = internals.unsupported_backend(trainer)
+        if backend is not None:
             raise ValueError(
                 f"LRTuner does not support {backend}: its races snapshot and restore the full model and optimizer "
                 "state, which are sharded there. Use DDP (plain multi-process Trainer), or a fixed schedule such as "
@@ -209,7 +188,7 @@ class LRTunerCallback(TrainerCallback):
                 "or use LRTunerTrainer, which builds it."
             )
         stepped = trainer.optimizer  # accelerate's wrapper; a scheduler may hold it or the optimizer it wraps
-        if lr_scheduler.optimizer is not stepped and lr_scheduler.optimizer is not getattr(stepped, "optimizer", None):
+        if lr_scheduler.optimizer not in (stepped, internals.unwrap_optimizer(stepped)):
             raise ValueError(
                 "The LRTunerScheduler drives a different optimizer than the one Trainer steps. Build it on the "
                 "optimizer passed in Trainer(optimizers=(optimizer, scheduler)), or use LRTunerTrainer."
@@ -235,10 +214,7 @@ class LRTunerTrainerMixin:
         self.lrtuner_config = lrtuner_config if lrtuner_config is not None else LRTunerConfig()
         super().__init__(*args, **kwargs)
         callback = next((cb for cb in self.callback_handler.callbacks if isinstance(cb, LRTunerCallback)), None)
-        if callback is None:
-            callback = LRTunerCallback()
-            self.add_callback(callback)
-        callback.bind(self)
+        (callback or LRTunerCallback()).bind(self)
 
     def create_scheduler(self, num_training_steps: int, optimizer: Optional[torch.optim.Optimizer] = None):
         if self.lr_scheduler is None:
@@ -246,8 +222,8 @@ class LRTunerTrainerMixin:
             if config.warmup_steps == 0:
                 config = dataclasses.replace(config, warmup_steps=self.args.get_warmup_steps(num_training_steps))
             optimizer = self.optimizer if optimizer is None else optimizer
-            self.lr_scheduler = LRTunerScheduler(getattr(optimizer, "optimizer", optimizer), num_training_steps, config)
-            self._created_lr_scheduler = True
+            self.lr_scheduler = LRTunerScheduler(internals.unwrap_optimizer(optimizer), num_training_steps, config)
+            internals.mark_scheduler_created(self)
         return self.lr_scheduler
 
 

@@ -107,6 +107,19 @@ class LRTunerConfig:
         return dataclasses.asdict(self)
 
 
+def decay_start(total_steps: int, warmup_steps: int, explore_fraction: float) -> int:
+    """First update of the linear decay to zero: `round(explore_fraction * total_steps)`, not before warmup ends.
+
+    The one statement of the knee's switch step, for the tuner's schedule and the fixed knee baseline alike.
+
+    Args:
+        total_steps (`int`): the budget in updates.
+        warmup_steps (`int`): updates of linear warmup.
+        explore_fraction (`float`): share of the budget before the decay starts; 0 decays right after warmup.
+    """
+    return min(total_steps, max(warmup_steps, round(explore_fraction * total_steps)))
+
+
 def _updates(value, total_steps: int, default_fraction: float, minimum: int) -> int:
     """A horizon given in updates (an int) or as a share of the budget (a float in (0, 1)), in updates."""
     if value is None:

@@ -3,16 +3,17 @@
 matplotlib is an optional dependency (`pip install hf_lrtuner[plot]`); it is imported when a plot is made.
 
 Both plots take the tuner's records (`LRTuner.records`, i.e. `scheduler.tuner.records`, or the `records` that
-`scripts/run_squad.py` writes to `metrics.json`, where non-finite numbers are strings such as `"nan"`). A record is a
-race (keys `step`, `end_step`, `incumbent`, `levels`, `scores`, `differences`, `diverged`, `choice`,
-`trial_updates`; `horizons` where challengers race for different lengths) or a roll-back after a divergence (keys
-`step`, `rollback_to`, `choice`).
+`scripts/run_squad.py` writes to `metrics.json`, where non-finite numbers are strings such as `"nan"`): races
+([`~hf_lrtuner.records.RaceRecord`]) and roll-backs ([`~hf_lrtuner.records.RollbackRecord`]), as saved by this
+version or by hf_lrtuner 0.2.
 """
 
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
+
+from .records import RaceRecord, is_race, load_record, load_records
 
 PHASE_COLORS = {"warmup": "tab:gray", "stable": "tab:orange", "decay": "tab:blue"}
 RACE_COLOR = "tab:purple"
@@ -34,28 +35,14 @@ def _number(value) -> float:
     return float(value)
 
 
-def is_race(record: dict) -> bool:
-    """Whether `record` is a race record (otherwise a roll-back record)."""
-    return "levels" in record
-
-
-def _check_records(records: Sequence[dict]):
-    for record in records:
-        if not is_race(record) and "rollback_to" not in record:
-            raise ValueError(
-                f"Record at step {record.get('step')!r} is neither a race nor a roll-back (keys {sorted(record)}). "
-                "Records of hf_lrtuner 0.1 (tuning points with probe scores) cannot be plotted by this version."
-            )
-
-
-def _arrow(record: dict) -> str:
-    choice, incumbent = _number(record["choice"]), _number(record["incumbent"])
-    return "↑" if choice > incumbent else "↓" if choice < incumbent else "="
+def _arrow(record: RaceRecord) -> str:
+    multiplier, incumbent = _number(record["multiplier"]), _number(record["incumbent"])
+    return "↑" if multiplier > incumbent else "↓" if multiplier < incumbent else "="
 
 
 def plot_lr_trajectory(
     lrs: Sequence[float],
-    records: Optional[Sequence[dict]] = None,
+    records: Optional[Sequence[Mapping]] = None,
     warmup_steps: int = 0,
     decay_start: Optional[int] = None,
     losses: Optional[Sequence[float]] = None,
@@ -66,8 +53,8 @@ def plot_lr_trajectory(
     """Plot the learning rate of every update, with the schedule's phases shaded and the tuner's races marked.
 
     Each race is a band at the top of the axes from its first update (`step`) to its end (`end_step`), labelled with
-    the level it left (the multiplier of the initial LR; `↑`/`↓` when a challenger won, `=` when the incumbent
-    kept its level). The real run trains the race at the incumbent level; when a challenger wins, training continues
+    the multiplier it left (of the initial LR; `↑`/`↓` when a challenger won, `=` when the incumbent kept its
+    multiplier). The real run trains the race at the incumbent multiplier; when a challenger wins, training continues
     from the challenger's branch, so the LR that branch followed over the race is drawn dotted ("winning branch").
     Roll-backs after a divergence are red vertical lines, the updates they discarded hatched.
 
@@ -75,8 +62,8 @@ def plot_lr_trajectory(
         lrs (`Sequence[float]`):
             Learning rate applied to each update of the run, in order (e.g. `optimizer.param_groups[0]["lr"]` read
             before every update, or Trainer's logged `learning_rate` with `logging_steps=1`).
-        records (`Sequence[dict]`, *optional*):
-            The tuner's records (`scheduler.tuner.records`): races and roll-backs.
+        records (`Sequence[Mapping]`, *optional*):
+            The tuner's records (`scheduler.tuner.records`, or saved ones: see [`~hf_lrtuner.records.load_records`]).
         warmup_steps (`int`, *optional*, defaults to 0):
             Length of the warmup in updates (`LRTunerConfig.warmup_steps`, or `scheduler.tuner.config.warmup_steps`
             when Trainer's warmup was used).
@@ -98,8 +85,7 @@ def plot_lr_trajectory(
     lrs = [float(lr) for lr in lrs]
     if not lrs:
         raise ValueError("lrs is empty: pass the learning rate of every update of the run.")
-    records = list(records or [])
-    _check_records(records)
+    records = load_records(records or [])
     ax = ax if ax is not None else _new_axes((9, 4))
     end = len(lrs)
     warmup_end = min(warmup_steps, end)
@@ -121,12 +107,12 @@ def plot_lr_trajectory(
                           label="race" if index == 0 else "_race")
         band.set_gid("race")
         # consecutive labels alternate between two heights, so that those of short races do not overlap
-        ax.annotate(f"{_arrow(race)}{_number(race['choice']):.3g}", ((start + stop) / 2, 0.92 - 0.05 * (index % 2)),
+        ax.annotate(f"{_arrow(race)}{_number(race['multiplier']):.3g}", ((start + stop) / 2, 0.92 - 0.05 * (index % 2)),
                     xycoords=ax.get_xaxis_transform(), ha="center", va="top", fontsize="x-small", color=RACE_COLOR)
-    won = [race for race in races if _number(race["choice"]) != _number(race["incumbent"])]
+    won = [race for race in races if _number(race["multiplier"]) != _number(race["incumbent"])]
     for index, race in enumerate(won):
         start, stop = int(race["step"]), min(int(race["end_step"]), end)
-        ratio = _number(race["choice"]) / _number(race["incumbent"])
+        ratio = _number(race["multiplier"]) / _number(race["incumbent"])
         steps = list(range(start, stop))
         if steps:
             ax.plot(steps, [lrs[step] * ratio for step in steps], color=RACE_COLOR, linestyle=":",
@@ -161,24 +147,24 @@ def plot_lr_trajectory(
     return ax.figure
 
 
-def plot_race(record: dict, base_lr: float = 1.0, ax=None):
-    """Plot one race: the late-race mean loss of every level it tried, the incumbent and the choice marked.
+def plot_race(record: Mapping, base_lr: float = 1.0, ax=None):
+    """Plot one race: the late-race mean loss of every multiplier it tried, the incumbent and the outcome marked.
 
     Each arm's score is its mean training loss over the second half of its race, on the same batches for every arm.
     Challengers carry error bars of one standard error of their paired per-update difference to the incumbent
-    (`record["differences"]`, what the race's margin is compared against); the incumbent is a square, the level the
+    (`record["differences"]`, what the race's margin is compared against); the incumbent is a square, the multiplier the
     race left a star. When a challenger raced fewer updates than the incumbent (a shorter downward race), the
     incumbent's loss over that challenger's updates is a hollow square at the incumbent's LR, so that each challenger
-    can be read against what it was compared with. A challenger that diverged (stopped early) is a cross at the top
-    of the axes, labelled with its score; one the race did not need (decided before its horizon) a hollow circle at
-    the bottom.
+    can be read against what it was compared with. A challenger that diverged (stopped early) is a cross at the top of
+    the axes, labelled with its score; one the race did not need (decided before its horizon) a hollow circle at the
+    bottom.
 
     Args:
-        record (`dict`):
-            One race record from `LRTuner.records`.
+        record (`Mapping`):
+            One race record from `LRTuner.records` ([`~hf_lrtuner.records.RaceRecord`], or one saved by 0.2).
         base_lr (`float`, *optional*, defaults to 1.0):
-            Initial learning rate that the record's levels multiply (e.g. `scheduler.base_lrs[0]`). With the default,
-            the x-axis shows the levels themselves.
+            Initial learning rate of the run (e.g. `scheduler.base_lrs[0]`). With the default, the x-axis shows the
+            multipliers themselves.
         ax (`matplotlib.axes.Axes`, *optional*):
             Axes to draw on; a new figure is created when not given.
 
@@ -187,13 +173,14 @@ def plot_race(record: dict, base_lr: float = 1.0, ax=None):
     """
     if not is_race(record):
         raise ValueError(f"The record at step {record.get('step')!r} is not a race (a roll-back has no arms to plot).")
+    record = load_record(record)
     ax = ax if ax is not None else _new_axes((6, 4))
-    lrs = [_number(level) * base_lr for level in record["levels"]]
+    lrs = [_number(multiplier) * base_lr for multiplier in record["multipliers"]]
     scores = [_number(score) for score in record["scores"]]
     means = [_number(difference[0]) for difference in record["differences"]]
     stderrs = [_number(difference[1]) for difference in record["differences"]]
     diverged = [bool(flag) for flag in record["diverged"]]
-    incumbent = 0  # levels list the incumbent first
+    incumbent = 0  # the arms list the incumbent first
     others = range(1, len(lrs))
     failed = [i for i in others if diverged[i]]
     unraced = [i for i in others if not diverged[i] and not math.isfinite(scores[i])]
@@ -227,37 +214,37 @@ def plot_race(record: dict, base_lr: float = 1.0, ax=None):
     if unraced:
         ax.plot([lrs[i] for i in unraced], [0.05] * len(unraced), linestyle="none", marker="o", markersize=8,
                 markerfacecolor="none", markeredgecolor="tab:blue", transform=transform, label="not raced")
-    chosen_lr = _number(record["choice"]) * base_lr
+    chosen_lr = _number(record["multiplier"]) * base_lr
     tried = [i for i in [incumbent, *challengers] if math.isclose(lrs[i], chosen_lr, rel_tol=1e-9)]
     if tried:
         ax.plot([chosen_lr], [scores[tried[0]]], linestyle="none", marker="*", markersize=18, color="tab:orange",
-                markeredgecolor="black", zorder=3, label="choice")
-    else:  # not an arm of this race (a hand-edited record): still show where the level went
-        ax.axvline(chosen_lr, color="tab:orange", linestyle="--", label="choice (not raced)")
+                markeredgecolor="black", zorder=3, label="outcome")
+    else:  # not an arm of this race (a hand-edited record): still show where the multiplier went
+        ax.axvline(chosen_lr, color="tab:orange", linestyle="--", label="outcome (not raced)")
     ax.set_xscale("log")
     ticks = sorted(set(lrs))
-    ax.set_xticks(ticks, [f"{lr:.3g}" for lr in ticks])  # label the levels tried, not the decades
+    ax.set_xticks(ticks, [f"{lr:.3g}" for lr in ticks])  # label the multipliers tried, not the decades
     ax.minorticks_off()
-    ax.set_xlabel("learning rate" if base_lr != 1.0 else "level (× initial LR)")
+    ax.set_xlabel("learning rate" if base_lr != 1.0 else "multiplier (× initial LR)")
     ax.set_ylabel("mean loss, second half of the race")
-    ax.set_title(f"Race over updates {record['step']}-{record['end_step']}: level {_arrow(record)} "
-                 f"{_number(record['choice']):.3g}")
+    ax.set_title(f"Race over updates {record['step']}-{record['end_step']}: multiplier {_arrow(record)} "
+                 f"{_number(record['multiplier']):.3g}")
     ax.legend(loc="best", fontsize="small")
     return ax.figure
 
 
-def plot_races(records: Sequence[dict], base_lr: float = 1.0, columns: int = 3):
+def plot_races(records: Sequence[Mapping], base_lr: float = 1.0, columns: int = 3):
     """Plot every race of a run with [`plot_race`], one panel each (roll-back records are skipped).
 
     Args:
-        records (`Sequence[dict]`): the tuner's records (`scheduler.tuner.records`).
-        base_lr (`float`, *optional*, defaults to 1.0): initial learning rate the levels multiply.
+        records (`Sequence[Mapping]`): the tuner's records (`scheduler.tuner.records`, or saved ones).
+        base_lr (`float`, *optional*, defaults to 1.0): initial learning rate of the run.
         columns (`int`, *optional*, defaults to 3): panels per row.
 
     Returns:
         `matplotlib.figure.Figure`: one panel per race.
     """
-    races: List[dict] = [record for record in records if is_race(record)]
+    races: List[RaceRecord] = [record for record in load_records(records) if is_race(record)]
     if not races:
         raise ValueError("No race among the records: the run raced nothing (a budget too short for a race?).")
     try:

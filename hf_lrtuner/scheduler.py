@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence
 
 import torch
@@ -14,8 +15,8 @@ from .tuner import LRTuner
 class LRTunerScheduler(LRScheduler):
     """Sets every parameter group's LR to its initial LR times the tuner's multiplier.
 
-    It holds the whole tuner (level, races, safety state, records), so its `state_dict()` is everything a resumed run
-    needs; Trainer saves it in `scheduler.pt`. Per-group LR ratios are kept. Races are run by [`LRTunerCallback`]
+    It holds the whole tuner (multiplier, races, safety state, records), so its `state_dict()` is everything a resumed
+    run needs; Trainer saves it in `scheduler.pt`. Per-group LR ratios are kept. Races are run by [`LRTunerCallback`]
     (with `transformers.Trainer`) or [`TrialRunner`] (plain PyTorch loops).
 
     Args:
@@ -70,15 +71,22 @@ class LRTunerScheduler(LRScheduler):
         self.tuner = LRTuner(self.config, num_training_steps)
         self.apply_lr()
 
-    def lr_factor(self) -> float:
-        """Multiplier of the initial LRs for the update after the current step."""
+    def multiplier_at_step(self) -> float:
+        """Multiple of the initial LRs for the update after the current step (the tuner's multiplier times the
+        schedule's shape)."""
         if self.tuner is None:  # budget not known yet: hold the initial LR (after warmup, if any)
             return 0.0 if self.last_epoch < self.config.warmup_steps else 1.0
         return self.tuner.multiplier_at(self.last_epoch)
 
+    def lr_factor(self) -> float:
+        """Deprecated name of `multiplier_at_step()` (hf_lrtuner 0.2)."""
+        warnings.warn("LRTunerScheduler.lr_factor() is deprecated: use multiplier_at_step().", FutureWarning,
+                      stacklevel=2)
+        return self.multiplier_at_step()
+
     def get_lr(self) -> list[float]:
-        factor = self.lr_factor()
-        return [base_lr * factor for base_lr in self.base_lrs]
+        multiplier = self.multiplier_at_step()
+        return [base_lr * multiplier for base_lr in self.base_lrs]
 
     def _write_lrs(self, lrs: Sequence[float]):
         for group, lr in zip(self.optimizer.param_groups, lrs):
@@ -92,9 +100,9 @@ class LRTunerScheduler(LRScheduler):
         self._last_lr = self.get_lr()
         self._write_lrs(self._last_lr)
 
-    def set_trial_lr(self, lr_factor: float):
-        """Write `lr_factor` times the initial LRs, for a challenger's update; `apply_lr()` undoes it."""
-        self._write_lrs([base_lr * lr_factor for base_lr in self.base_lrs])
+    def set_trial_lr(self, multiplier: float):
+        """Write `multiplier` times the initial LRs, for a challenger's update; `apply_lr()` undoes it."""
+        self._write_lrs([base_lr * multiplier for base_lr in self.base_lrs])
 
     # -- checkpointing: plain Python types only, so Trainer's torch.load(weights_only=True) restores it
     def state_dict(self) -> dict:

@@ -1,7 +1,7 @@
 """Fixed learning-rate schedules used as baselines for the tuner.
 
 `get_knee_schedule` is the explore-exploit "Knee" baseline. It is also the shape the tuner scales: an `LRTuner` with
-`LRTunerConfig(warmup_steps=w, explore_fraction=f)` follows `get_knee_schedule(optimizer, w, T, f)` times its level
+`LRTunerConfig(warmup_steps=w, explore_fraction=f)` follows `get_knee_schedule(optimizer, w, T, f)` times its multiplier
 (with the default `explore_fraction=0`, Trainer's `linear` schedule).
 """
 

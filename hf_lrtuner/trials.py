@@ -8,6 +8,8 @@ from typing import Any, Callable, List, Optional
 
 import torch
 
+from . import _trainer_internals as internals
+from .records import RollbackRecord, TuningRecord
 from .scheduler import LRTunerScheduler
 from .snapshot import TrainingSnapshot
 
@@ -28,8 +30,11 @@ class TrialRunner:
 
     Args:
         model (`torch.nn.Module`): the model being trained.
-        optimizer (`torch.optim.Optimizer`): the optimizer `scheduler` drives.
-        scheduler (`LRTunerScheduler`): the tuner, with its budget set.
+        optimizer (`torch.optim.Optimizer`): the optimizer `scheduler` drives (or accelerate's wrapper of it).
+        scheduler (`LRTunerScheduler`): the tuner, with its budget set, stepped once per optimizer update. One that
+            `accelerator.prepare` wrapped is accepted only where the wrapper steps it once per update (one process,
+            `split_batches=True`, or `step_scheduler_with_optimizer=False`); otherwise a `ValueError` says what to
+            do.
         train_step (`Callable[[Any], Any]`): performs one full training update on a batch (forward, backward,
             clipping, `optimizer.step()`, `optimizer.zero_grad()`) and returns its loss. The same function the
             training loop uses, so challengers go through the same autocast, clipping and accumulation.
@@ -57,9 +62,18 @@ class TrialRunner:
         scaler: Optional[Any] = None,
         reduce_scores: Optional[Callable[[List[float]], List[float]]] = None,
     ):
+        scheduler, steps_per_update = internals.unwrap_scheduler(scheduler)
         if not isinstance(scheduler, LRTunerScheduler):
             raise TypeError(f"scheduler must be an LRTunerScheduler, got {type(scheduler).__name__}.")
-        if scheduler.optimizer is not optimizer:
+        if steps_per_update > 1:
+            raise ValueError(
+                "accelerator.prepare wrapped the LRTunerScheduler in an AcceleratedScheduler, whose step() steps it "
+                f"once per process ({steps_per_update} times) per update, so the tuner would run {steps_per_update}x "
+                "too fast. Do not pass the scheduler to accelerator.prepare: call scheduler.step() on the "
+                "LRTunerScheduler once per optimizer update (when accelerator.sync_gradients is True). Or create "
+                "Accelerator(step_scheduler_with_optimizer=False), whose wrapper steps it once per call."
+            )
+        if scheduler.optimizer is not internals.unwrap_optimizer(optimizer):
             raise ValueError(
                 "The scheduler drives a different optimizer than the one passed to TrialRunner; build "
                 "LRTunerScheduler on the optimizer that train_step steps."
@@ -74,16 +88,15 @@ class TrialRunner:
         self.scheduler = scheduler
         self.train_step = train_step
         self.reduce_scores = reduce_scores
-        self.safe_point = TrainingSnapshot(model, optimizer, scaler)  # race start, or the last healthy state
-        self.leader = TrainingSnapshot(model, optimizer, scaler)  # end state of the race's best arm so far
+        self.safe_point = TrainingSnapshot(model, scheduler.optimizer, scaler)  # race start, or the last healthy state
+        self.leader = TrainingSnapshot(model, scheduler.optimizer, scaler)  # end state of the race's best arm so far
         self.race_batches: List[Any] = []
         self.race_losses: List[float] = []
         self.race_rng: Optional[tuple] = None  # random-number state at the race's start: every arm draws the same dropout
-        tuner = scheduler.tuner
-        if tuner.race is not None:  # resumed inside a race: its snapshot and batches are gone
-            tuner.abandon_race()
+        scheduler.tuner.abandon_race()  # a run resumed inside a race: its snapshot and batches are gone
         self.safe_point.capture()
-        tuner.mark_safe_point(self.step)
+        scheduler.tuner.mark_safe_point(self.step)
+        self._last_step = self.step
         self._maybe_start_race()
 
     @property
@@ -95,21 +108,29 @@ class TrialRunner:
         """Completed updates, as the scheduler counts them (fp16-skipped updates do not count)."""
         return self.scheduler.last_epoch
 
-    def after_update(self, batch: Any, loss: Any, reduced: bool = False) -> Optional[dict]:
+    def after_update(self, batch: Any, loss: Any, reduced: bool = False) -> Optional[TuningRecord]:
         """Feed the update that just ran on `batch` with loss `loss` (after `scheduler.step()`).
 
         Pass `reduced=True` for a loss that is already the same on every process. Returns the record of a race that
         ended at this update, or of a roll-back; `None` otherwise.
         """
+        if self.step != self._last_step + 1:
+            raise RuntimeError(
+                f"TrialRunner.after_update expects one scheduler.step() per update before it, but the scheduler moved "
+                f"from step {self._last_step} to {self.step}. Call scheduler.step() once per optimizer update, and "
+                "after_update only for updates the optimizer made (not for fp16-skipped ones). A scheduler passed "
+                "through accelerator.prepare is stepped once per process: step the LRTunerScheduler itself."
+            )
+        self._last_step = self.step
         value = _as_float(loss)
         if self.reduce_scores is not None and not reduced:
             value = self.reduce_scores([value])[0]
         tuner = self.tuner
-        if tuner.race is not None:
+        if tuner.racing:
             self.race_batches.append(batch)
             self.race_losses.append(value)
         if tuner.observe(value):
-            return self._roll_back()
+            return self.roll_back()
         record = None
         due = tuner.challengers_due(self.step)
         if due:
@@ -138,31 +159,30 @@ class TrialRunner:
         the race's start; call it again right before that update if something draws random numbers in between."""
         self.race_rng = (torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in _cuda_devices()])
 
-    def _race_challengers(self, levels: List[float]):
-        """Replay `levels` from the race's snapshot over the batches so far; leave the state of the leading arm."""
+    def _race_challengers(self, multipliers: List[float]):
+        """Replay `multipliers` from the race's snapshot over the batches so far; leave the state of the leading arm."""
         tuner = self.tuner
-        race = tuner.race
         self.leader.capture()  # the real run: it leads until a challenger beats it
         leader_is_current = True
-        for index, level in enumerate(levels):
+        for index, multiplier in enumerate(multipliers):
             self.safe_point.restore()
-            losses = self._replay(level, race["start"])
-            leads = tuner.score_challenger(level, losses, self.race_losses)
-            if leads and index < len(levels) - 1:
+            losses = self._replay(multiplier, tuner.race_start)
+            leads = tuner.score_challenger(multiplier, losses, self.race_losses)
+            if leads and index < len(multipliers) - 1:
                 self.leader.capture()
             leader_is_current = leads
         if not leader_is_current:
             self.leader.restore()
 
-    def _replay(self, level: float, start: int) -> List[float]:
-        """Train the race's batches from its start at `level`, as the run would have; stop at a divergence."""
+    def _replay(self, multiplier: float, start: int) -> List[float]:
+        """Train the race's batches from its start at `multiplier`, as the run would have; stop at a divergence."""
         tuner = self.tuner
         monitor = tuner.challenger_monitor()
         losses: List[float] = []
         try:
             with self._race_random_numbers():
                 for offset, batch in enumerate(self.race_batches):
-                    self.scheduler.set_trial_lr(tuner.multiplier_at(start + offset, level))
+                    self.scheduler.set_trial_lr(tuner.multiplier_at(start + offset, multiplier))
                     loss = _as_float(self.train_step(batch))
                     if self.reduce_scores is not None:
                         loss = self.reduce_scores([loss])[0]
@@ -173,14 +193,18 @@ class TrialRunner:
             self.scheduler.apply_lr()
         return losses
 
-    def _roll_back(self) -> dict:
-        """Return to the last safe point (training diverged since) and lower the LR."""
+    def roll_back(self) -> RollbackRecord:
+        """Return the model, optimizer and scaler to the last safe point and lower the multiplier one factor.
+
+        `after_update` calls it when the loss shows training diverging; call it yourself for a divergence the loss
+        cannot show (e.g. a failed validation check). Returns the roll-back's record.
+        """
         self.safe_point.restore()
-        self.tuner.back_off(self.step)
+        record = self.tuner.back_off(self.step)
         self.scheduler.apply_lr()
         self.race_batches, self.race_losses = [], []
         self._maybe_start_race()
-        return self.tuner.records[-1]
+        return record
 
     @contextlib.contextmanager
     def _race_random_numbers(self):

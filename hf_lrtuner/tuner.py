@@ -1,12 +1,13 @@
-"""The LRTuner algorithm: races that set the level of a warmup-decay schedule, and divergence safety, in plain Python.
+"""The LRTuner algorithm: races that set the multiplier of a warmup-decay schedule, and divergence safety, in plain
+Python.
 
 Nothing here touches a model or imports `transformers`. The tuner sees per-update training losses (of the real run,
 and of challenger branches replayed by a runner on the same batches) and decides from those numbers alone, so every
 process of a distributed run that feeds it the same (reduced) numbers takes the same decisions.
 
-A race, in short: at its start the runner snapshots the training state; the real run trains on at the incumbent LR
-level for `race_horizon` updates while the runner keeps those batches; then each challenger level replays the same
-batches from the snapshot, following the same schedule shape. The arms are compared on their losses over the second
+A race, in short: at its start the runner snapshots the training state; the real run trains on at the incumbent
+multiplier for `race_horizon` updates while the runner keeps those batches; then each challenger multiplier replays the
+same batches from the snapshot, following the same schedule shape. The arms are compared on their losses over the second
 half of the race, paired by batch. A challenger must beat the incumbent by a margin to take over, and then training
 continues from the challenger's branch, so no race costs more than its challengers' updates.
 """
@@ -14,9 +15,11 @@ continues from the challenger's branch, so no race costs more than its challenge
 from __future__ import annotations
 
 import math
+import warnings
 from typing import List, Optional, Sequence
 
-from .config import LRTunerConfig
+from .config import LRTunerConfig, decay_start
+from .records import RaceRecord, RollbackRecord, TuningRecord, load_records
 
 WARMUP, STABLE, DECAY = "warmup", "stable", "decay"
 
@@ -113,10 +116,14 @@ class LossMonitor:
 class LRTuner:
     """Decides the LR multiplier of every update of a run of `total_steps` updates.
 
-    The schedule is Trainer's linear warmup-decay (or the knee shape with `explore_fraction > 0`) scaled by a level,
-    the multiplier of the initial LR. Races decide the level: the first races the incumbent against one factor down
-    and one up; each later race continues in the direction the previous one moved, until the incumbent wins, the
-    races run out, or they would end after `race_until` of the budget.
+    The schedule is Trainer's linear warmup-decay (or the knee shape with `explore_fraction > 0`) times
+    `multiplier`, the tuned LR as a multiple of the initial LR. Races decide the multiplier: the first races the
+    incumbent against one factor down and one up; each later race continues in the direction the previous one moved,
+    until the incumbent wins, the races run out, or they would end after `race_until` of the budget.
+
+    The tuner owns its state: a runner ([`TrialRunner`]) drives it only through its public methods, and each counter
+    (`races_run`, `trial_updates`, `rollbacks`) is advanced by exactly one of them. What it decided is in `records`
+    (see [`~hf_lrtuner.records.RaceRecord`] and [`~hf_lrtuner.records.RollbackRecord`]).
 
     Args:
         config (`LRTunerConfig`): the tuner's settings.
@@ -134,20 +141,26 @@ class LRTuner:
         self.total_steps = total_steps
         self.horizon = config.resolve_race_horizon(total_steps)
         self.down_horizon = config.resolve_down_horizon(total_steps)
-        self.decay_start = min(total_steps, max(config.warmup_steps, round(config.explore_fraction * total_steps)))
+        self.decay_start = decay_start(total_steps, config.warmup_steps, config.explore_fraction)
         self.trial_budget = self.down_horizon + config.max_races * self.horizon
-        self.level = 1.0
+        self.multiplier = 1.0
         self.direction = 0  # 0: the next race tries both directions; +1/-1: it continues upward/downward
         self.settled = False
         self.races_run = 0
-        self.race: Optional[dict] = None
+        self._race: Optional[dict] = None
         self.unsafe_from: Optional[float] = None
         self.monitor = LossMonitor(config.collapse_fraction)
         self.safe_point_step = 0
         self.safe_point_monitor = self.monitor.state_dict()
         self.trial_updates = 0
         self.rollbacks = 0
-        self.records: List[dict] = []
+        self.records: List[TuningRecord] = []
+
+    @property
+    def level(self) -> float:
+        """Deprecated name of `multiplier` (hf_lrtuner 0.2)."""
+        warnings.warn("LRTuner.level is deprecated: use LRTuner.multiplier.", FutureWarning, stacklevel=2)
+        return self.multiplier
 
     # ----------------------------------------------------------------------------------------- schedule
     def phase(self, step: int) -> str:
@@ -156,7 +169,7 @@ class LRTuner:
         return STABLE if step < self.decay_start else DECAY
 
     def shape(self, step: int) -> float:
-        """The schedule without its level: Trainer's linear warmup-decay when `explore_fraction` is 0."""
+        """The schedule without its multiplier: Trainer's linear warmup-decay when `explore_fraction` is 0."""
         phase = self.phase(step)
         if phase == WARMUP:
             return step / self.config.warmup_steps
@@ -164,34 +177,46 @@ class LRTuner:
             return 1.0
         return max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.decay_start))
 
-    def multiplier_at(self, step: int, level: Optional[float] = None) -> float:
-        """Multiplier of the initial LR for the update that follows `step` completed updates."""
-        return (self.level if level is None else level) * self.shape(step)
+    def multiplier_at(self, step: int, multiplier: Optional[float] = None) -> float:
+        """Multiple of the initial LR for the update that follows `step` completed updates: `multiplier` (defaults
+        to the tuned one) times the schedule's shape at `step`."""
+        return (self.multiplier if multiplier is None else multiplier) * self.shape(step)
 
     # ----------------------------------------------------------------------------------------- races
+    @property
+    def racing(self) -> bool:
+        """Whether a race is open: the runner keeps the batches of the updates it trains."""
+        return self._race is not None
+
+    @property
+    def race_start(self) -> Optional[int]:
+        """Step the open race started at (where its challengers replay from); `None` outside a race."""
+        return None if self._race is None else self._race["start"]
+
     def next_challengers(self) -> List[float]:
-        """Levels the next race would try against the incumbent (empty when the level is settled)."""
+        """Multipliers the next race would try against the incumbent (empty when the multiplier is settled)."""
         if self.settled or self.races_run >= self.config.max_races:
             return []
         factor = self.config.race_factor
         steps = [-1, 1] if self.direction == 0 else [self.direction]
-        levels = []
+        multipliers = []
         for direction in steps:
-            level = min(self.config.max_multiplier, max(self.config.min_multiplier, self.level * factor**direction))
-            if level != self.level and (self.unsafe_from is None or level < self.unsafe_from):
-                levels.append(level)
-        return levels
+            bounded = self.config.min_multiplier, self.config.max_multiplier
+            multiplier = min(bounded[1], max(bounded[0], self.multiplier * factor**direction))
+            if multiplier != self.multiplier and (self.unsafe_from is None or multiplier < self.unsafe_from):
+                multipliers.append(multiplier)
+        return multipliers
 
-    def horizon_of(self, level: float) -> int:
-        """Updates a challenger at `level` races for: downward challengers are judged earlier."""
-        return self.down_horizon if level < self.level else self.horizon
+    def horizon_of(self, multiplier: float) -> int:
+        """Updates a challenger at `multiplier` races for: downward challengers are judged earlier."""
+        return self.down_horizon if multiplier < self.multiplier else self.horizon
 
     def race_starts_at(self, step: int) -> bool:
         """Whether a race starts before the update that follows `step` completed updates."""
-        if self.race is not None:
+        if self._race is not None:
             return False
         challengers = self.next_challengers()
-        horizons = [self.horizon_of(level) for level in challengers]
+        horizons = [self.horizon_of(multiplier) for multiplier in challengers]
         return (
             bool(challengers)
             and step + max(horizons) <= min(self.total_steps, self.config.race_until * self.total_steps)
@@ -204,34 +229,33 @@ class LRTuner:
         if not self.race_starts_at(step):
             raise RuntimeError(f"No race can start at step {step}.")
         challengers = self.next_challengers()
-        horizons = [self.horizon_of(level) for level in challengers]
-        self.race = {
+        self._race = {
             "start": step,
-            "end": step + max(horizons),
-            "incumbent": self.level,
+            "end": step + max(self.horizon_of(multiplier) for multiplier in challengers),
+            "incumbent": self.multiplier,
             "challengers": challengers,
-            "horizons": horizons,
+            "horizons": [self.horizon_of(multiplier) for multiplier in challengers],
             "monitor": self.monitor.state_dict(),
-            "losses": {},  # level -> per-update losses of the challengers run so far
-            "leader": self.level,
+            "losses": {},  # multiplier -> per-update losses of the challengers run so far
+            "leader": self.multiplier,
         }
         self.mark_safe_point(step)
 
     def challengers_due(self, step: int) -> List[float]:
         """Challengers whose race horizon ends at `step`: the runner replays them now."""
-        race = self.race
+        race = self._race
         if race is None:
             return []
-        return [level for level, h in zip(race["challengers"], race["horizons"]) if race["start"] + h == step]
+        return [m for m, h in zip(race["challengers"], race["horizons"]) if race["start"] + h == step]
 
     def race_decided(self, step: int) -> bool:
         """Whether the race is over at `step`: a challenger leads, or the longest horizon has been reached."""
-        race = self.race
+        race = self._race
         return race is not None and (race["leader"] != race["incumbent"] or step >= race["end"])
 
     def challenger_monitor(self) -> LossMonitor:
         """A divergence monitor for one challenger: the run's own, as it was when the race started."""
-        return LossMonitor(self.config.collapse_fraction, self.race["monitor"])
+        return LossMonitor(self.config.collapse_fraction, self._race["monitor"])
 
     @staticmethod
     def _window(losses: Sequence[float]) -> List[float]:
@@ -243,69 +267,70 @@ class LRTuner:
         reference = abs(_mean(self._window(than)))
         return mean < -max(self.config.race_margin * stderr, self.config.min_improvement * reference)
 
-    def score_challenger(self, level: float, losses: Sequence[float], incumbent_losses: Sequence[float]) -> bool:
+    def score_challenger(self, multiplier: float, losses: Sequence[float], incumbent_losses: Sequence[float]) -> bool:
         """Record a challenger's per-update losses (fewer than its horizon when it diverged and was stopped), against
         the incumbent's losses over the same updates; returns whether it now leads the race, so the runner keeps its
         branch."""
-        race = self.race
-        horizon = race["horizons"][race["challengers"].index(level)]
+        race = self._race
+        horizon = race["horizons"][race["challengers"].index(multiplier)]
         losses = [float(loss) for loss in losses]
         incumbent_losses = [float(loss) for loss in incumbent_losses[:horizon]]
         self.trial_updates += len(losses)
-        race["losses"][level] = losses
+        race["losses"][multiplier] = losses
         if len(losses) < horizon or not all(math.isfinite(loss) for loss in losses):
-            self._mark_unsafe(level)
+            self._mark_unsafe(multiplier)
             return False
         if not self._beats(losses, incumbent_losses):
             return False
         leader = race["leader"]
         if leader != race["incumbent"] and _mean(self._window(losses)) >= _mean(self._window(race["losses"][leader])):
             return False
-        race["leader"] = level
+        race["leader"] = multiplier
         return True
 
-    def finish_race(self, step: int, incumbent_losses: Sequence[float]) -> dict:
-        """Close the race at `step`: adopt the leader's level and record the race. Returns the record."""
-        race = self.race
+    def finish_race(self, step: int, incumbent_losses: Sequence[float]) -> RaceRecord:
+        """Close the race at `step`: adopt the leader's multiplier and record the race. Returns the record."""
+        race = self._race
         incumbent_losses = [float(loss) for loss in incumbent_losses]
         leader = race["leader"]
         if leader != race["incumbent"]:
             self.direction = 1 if leader > race["incumbent"] else -1
-            self.level = leader
+            self.multiplier = leader
             self.monitor = LossMonitor(self.config.collapse_fraction, race["monitor"])
             for loss in race["losses"][leader]:
                 self.monitor.update(loss)
         else:
             self.settled = True
         self.races_run += 1
-        levels = [race["incumbent"], *race["challengers"]]
+        multipliers = [race["incumbent"], *race["challengers"]]
         horizons = [step - race["start"], *race["horizons"]]
         arms = {race["incumbent"]: incumbent_losses, **race["losses"]}
 
-        def compared(level, horizon):
-            if level not in arms or len(arms[level]) < horizon:
+        def compared(multiplier, horizon):
+            if multiplier not in arms or len(arms[multiplier]) < horizon:
                 return [math.nan, math.nan]
-            return list(paired_difference(self._window(arms[level]), self._window(incumbent_losses[:horizon])))
+            return list(paired_difference(self._window(arms[multiplier]), self._window(incumbent_losses[:horizon])))
 
-        record = {
-            "step": race["start"],
-            "end_step": step,
-            "incumbent": race["incumbent"],
-            "levels": levels,
-            "horizons": horizons,
-            "scores": [_mean(self._window(arms[level])) if level in arms else math.nan for level in levels],
-            "differences": [compared(level, horizon) for level, horizon in zip(levels, horizons)],
-            "diverged": [level in arms and len(arms[level]) < h for level, h in zip(levels, horizons)],
-            "choice": self.level,
-            "trial_updates": self.trial_updates,
-        }
+        record = RaceRecord(
+            step=race["start"],
+            end_step=step,
+            incumbent=race["incumbent"],
+            multipliers=multipliers,
+            horizons=horizons,
+            scores=[_mean(self._window(arms[m])) if m in arms else math.nan for m in multipliers],
+            differences=[compared(m, horizon) for m, horizon in zip(multipliers, horizons)],
+            diverged=[m in arms and len(arms[m]) < h for m, h in zip(multipliers, horizons)],
+            multiplier=self.multiplier,
+            trial_updates=self.trial_updates,
+        )
         self.records.append(record)
-        self.race = None
+        self._race = None
         return record
 
     def abandon_race(self):
-        """Drop a race whose snapshot and batches are gone (a run resumed inside it): the incumbent stays."""
-        self.race = None
+        """Drop the open race, if any, whose snapshot and batches are gone (a run resumed inside it): the incumbent
+        stays."""
+        self._race = None
 
     # ----------------------------------------------------------------------------------------- safety
     def observe(self, loss: float) -> bool:
@@ -319,57 +344,64 @@ class LRTuner:
 
     def safe_point_due(self, step: int) -> bool:
         """Whether to refresh the state a divergence returns to (outside races, every horizon, when healthy)."""
-        return self.race is None and step - self.safe_point_step >= self.horizon and self.monitor.healthy()
+        return self._race is None and step - self.safe_point_step >= self.horizon and self.monitor.healthy()
 
-    def back_off(self, step: int):
-        """After a divergence and a roll-back to the safe point: mark the level unsafe and lower it one factor."""
-        if self.level <= self.config.min_multiplier:
+    def back_off(self, step: int) -> RollbackRecord:
+        """After a divergence and a roll-back to the safe point: mark the multiplier unsafe and lower it one factor.
+        Returns the roll-back's record."""
+        if self.multiplier <= self.config.min_multiplier:
             raise FloatingPointError(
                 f"Training diverged at step {step} even at the lowest LR multiplier "
                 f"({self.config.min_multiplier}). Lower the initial learning rate or check the data and the loss."
             )
-        self._mark_unsafe(self.level)
-        self.level = max(self.config.min_multiplier, self.level / self.config.race_factor)
-        self.direction, self.settled, self.race = -1, False, None
+        self._mark_unsafe(self.multiplier)
+        self.multiplier = max(self.config.min_multiplier, self.multiplier / self.config.race_factor)
+        self.direction, self.settled, self._race = -1, False, None
         self.monitor = LossMonitor(self.config.collapse_fraction, self.safe_point_monitor)
         self.monitor.give_time()
         self.rollbacks += 1
-        self.records.append({"step": step, "rollback_to": self.safe_point_step, "choice": self.level})
+        record = RollbackRecord(step=step, rollback_to=self.safe_point_step, multiplier=self.multiplier)
+        self.records.append(record)
+        return record
 
-    def _mark_unsafe(self, level: float):
-        self.unsafe_from = level if self.unsafe_from is None else min(self.unsafe_from, level)
+    def _mark_unsafe(self, multiplier: float):
+        self.unsafe_from = multiplier if self.unsafe_from is None else min(self.unsafe_from, multiplier)
 
     # ----------------------------------------------------------------------------------------- state
-    _STATE_KEYS = ("level", "direction", "settled", "races_run", "race", "unsafe_from", "safe_point_step",
+    _STATE_KEYS = ("multiplier", "direction", "settled", "races_run", "unsafe_from", "safe_point_step",
                    "safe_point_monitor", "trial_updates", "rollbacks")
 
     def state_dict(self) -> dict:
         """All decisions and counters, in plain Python types (safe for `torch.load(weights_only=True)`)."""
-        state = {key: getattr(self, key) for key in self._STATE_KEYS}
-        if self.race is not None:  # float keys do not survive every serializer: store pairs
-            state["race"] = {**self.race, "losses": [[k, v] for k, v in self.race["losses"].items()]}
+        race = self._race
+        if race is not None:  # float keys do not survive every serializer: store pairs
+            race = {**race, "losses": [[k, v] for k, v in race["losses"].items()]}
         return {
             "total_steps": self.total_steps,
             "config": self.config.to_dict(),
             "monitor": self.monitor.state_dict(),
             "records": [dict(record) for record in self.records],
-            **state,
+            "race": race,
+            **{key: getattr(self, key) for key in self._STATE_KEYS},
         }
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "LRTuner":
-        if "level" not in state:
+        """A new tuner continuing from `state` (from `state_dict()` of this version or of hf_lrtuner 0.2)."""
+        if "races_run" not in state:
             raise ValueError(
                 "This tuner state was saved by hf_lrtuner 0.1, whose search was replaced by races in 0.2; its "
                 "decisions cannot be continued. Restart the run from its beginning (or from a checkpoint saved by 0.2)."
             )
+        if "level" in state:  # 0.2 called the multiplier "level"
+            state = {**state, "multiplier": state["level"]}
         tuner = cls(LRTunerConfig(**state["config"]), state["total_steps"])
         for key in cls._STATE_KEYS:
             setattr(tuner, key, state[key])
-        if tuner.race is not None:
-            tuner.race = {**tuner.race, "losses": {k: v for k, v in state["race"]["losses"]}}
+        if state["race"] is not None:
+            tuner._race = {**state["race"], "losses": {k: v for k, v in state["race"]["losses"]}}
         tuner.monitor = LossMonitor(tuner.config.collapse_fraction, state["monitor"])
-        tuner.records = [dict(record) for record in state["records"]]
+        tuner.records = load_records(state["records"])
         return tuner
 
 

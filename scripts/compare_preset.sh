@@ -34,7 +34,7 @@ for schedule in ("linear", "lrtuner"):
     em = [r["exact_match"] for r in runs]
     total = statistics.mean(r["total_updates"] for r in runs)
     trials = statistics.mean(r["trial_updates"] for r in runs)
-    levels = [round(r.get("final_level", 1.0), 3) for r in runs]
+    multipliers = [round(r.get("final_multiplier", 1.0), 3) for r in runs]
     print(f"{schedule}: F1 {pm(f1)}, EM {pm(em)}, total updates {total:.0f} ({trials:.0f} trial), per seed F1 "
-          f"{[round(v, 2) for v in f1]}" + (f", final levels {levels}" if schedule == "lrtuner" else ""))
+          f"{[round(v, 2) for v in f1]}" + (f", final multipliers {multipliers}" if schedule == "lrtuner" else ""))
 PY

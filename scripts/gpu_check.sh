@@ -296,7 +296,7 @@ for (schedule, seed), (process, start, log) in processes.items():
     metrics = json.load(open(path))
     rows.append({"schedule": schedule, "seed": seed, "exact_match": metrics["exact_match"], "f1": metrics["f1"],
                  "updates": metrics["updates"], "trial_updates": metrics["trial_updates"],
-                 "final_level": metrics["final_level"], "train_seconds": metrics["train_seconds"],
+                 "final_multiplier": metrics["final_multiplier"], "train_seconds": metrics["train_seconds"],
                  "wall_s": round(time.time() - start, 1)})
     if schedule == "lrtuner":
         records[seed] = metrics["schedule"].get("records")

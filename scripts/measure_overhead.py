@@ -87,7 +87,7 @@ def main(argv=None):
         "snapshot_seconds": round(seconds["snapshots"], 2),
         "races": metrics["schedule"]["races"],
         "rollbacks": metrics["schedule"]["rollbacks"],
-        "final_level": metrics["final_level"],
+        "final_multiplier": metrics["final_multiplier"],
         "ordinary_update_ms": round(1000 * ordinary / updates, 2),
         "bookkeeping_ms_per_update": round(1000 * bookkeeping / updates, 3),
         "bookkeeping_share_of_update": round(bookkeeping / ordinary, 5),

@@ -8,7 +8,7 @@ updates (`--warmup_steps 0.1`, as in Google's BERT):
 - `--lr_schedule linear`: warmup, then linear decay to 0 (Trainer's `lr_scheduler_type="linear"`);
 - `--lr_schedule knee`: warmup, constant until `--knee_explore_fraction` (0.5) of the updates, then linear to 0;
 - `--lr_schedule lrtuner`: the LRTuner: the same warmup (Trainer's `--warmup_steps`) and linear decay as `linear`,
-  scaled by a level that races of the learning rate decide (`--lrtuner_*` options override `LRTunerConfig`
+  times a multiplier of the learning rate that races decide (`--lrtuner_*` options override `LRTunerConfig`
   defaults; `--lrtuner_explore_fraction` holds the tuned LR before the decay, like `knee`).
 
 The script always trains and then evaluates. Every `TrainingArguments` option is accepted; explicit options win over
@@ -20,7 +20,7 @@ reached EM 38.1 / F1 50.7 in 15 minutes, sharing the 2 cores with another run (`
     python scripts/run_squad.py --preset offline_cpu --lr_schedule knee --output_dir outputs/squad_knee
 
 Outputs in `--output_dir`: `metrics.json` (scores, updates, and for lrtuner its trial updates, total compute, final
-level and race records), `predictions.json` (question id -> answer), `lr_loss.csv` and `lr_loss.png` (learning rate
+multiplier and race records), `predictions.json` (question id -> answer), `lr_loss.csv` and `lr_loss.png` (learning rate
 and training loss of every update; for lrtuner, with its races marked).
 """
 
@@ -52,6 +52,8 @@ from transformers import (
 )
 from transformers.trainer_utils import SchedulerType
 
+from hf_lrtuner._trainer_internals import mark_scheduler_created
+from hf_lrtuner.records import is_race
 from hf_lrtuner.schedules import get_knee_schedule
 from hf_lrtuner.squad import (
     QuestionAnsweringTrainer,
@@ -262,7 +264,7 @@ class KneeQuestionAnsweringTrainer(QuestionAnsweringTrainer):
                 num_training_steps=num_training_steps,
                 explore_fraction=self.knee_explore_fraction,
             )
-            self._created_lr_scheduler = True  # rebuilt by the next train(), like Trainer's own schedulers
+            mark_scheduler_created(self)  # rebuilt by the next train(), like Trainer's own schedulers
         return self.lr_scheduler
 
 
@@ -318,14 +320,14 @@ def schedule_settings(schedule_args: ScheduleArguments, training_args: TrainingA
         tuner = scheduler.tuner
         settings["warmup_steps"] = tuner.config.warmup_steps  # Trainer's, as LRTunerTrainerMixin took it
         settings["decay_start"] = tuner.decay_start
-        settings["decay"] = "linear to 0 from decay_start to the last update, times the tuned level"
+        settings["decay"] = "linear to 0 from decay_start to the last update, times the tuned multiplier"
         settings["config"] = tuner.config.to_dict()
         settings["race_horizon"] = tuner.horizon
         settings["down_horizon"] = tuner.down_horizon
         settings["trial_budget"] = tuner.trial_budget
-        settings["final_level"] = tuner.level  # multiplier of learning_rate the races left
-        settings["final_learning_rate"] = tuner.level * training_args.learning_rate  # peak LR of the tuned schedule
-        settings["races"] = sum("levels" in record for record in tuner.records)
+        settings["final_multiplier"] = tuner.multiplier  # of learning_rate, as the races left it
+        settings["final_learning_rate"] = tuner.multiplier * training_args.learning_rate  # the tuned schedule's peak
+        settings["races"] = sum(is_race(record) for record in tuner.records)
         settings["rollbacks"] = tuner.rollbacks
         settings["records"] = tuner.records
     return settings
@@ -516,7 +518,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         "trial_updates": trial_updates,  # challengers' replayed updates (lrtuner only): extra compute
         "total_updates": num_updates + trial_updates,  # the run's compute in updates
         "overhead": trial_updates / (num_updates + trial_updates) if num_updates + trial_updates else 0.0,
-        "final_level": tuner.level if tuner is not None else 1.0,
+        "final_multiplier": tuner.multiplier if tuner is not None else 1.0,
         "train_loss": train_result.training_loss,
         "train_seconds": round(train_seconds, 1),
         "eval_seconds": round(eval_seconds, 1),
@@ -562,7 +564,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         plotted = plot_lr_loss(os.path.join(output_dir, "lr_loss.png"), recorder.rows, title, tuner)
         written = "metrics.json, predictions.json, lr_loss.csv" + (" and lr_loss.png" if plotted else "")
         logger.info(f"Wrote {written} to {output_dir}")
-    tuned = f", final level {tuner.level:.3g}" if tuner is not None else ""
+    tuned = f", final multiplier {tuner.multiplier:.3g}" if tuner is not None else ""
     print(
         f"{schedule_args.lr_schedule}: exact_match = {metrics['exact_match']:.2f}, f1 = {metrics['f1']:.2f} "
         f"({num_updates} updates + {trial_updates} trial updates{tuned}, train {train_seconds:.0f} s, "

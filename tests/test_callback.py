@@ -32,34 +32,36 @@ def user_optimizer_trainer(tmp_path, optimizer_cls=torch.optim.AdamW, callbacks=
     kwargs = {"momentum": 0.9} if optimizer_cls is torch.optim.SGD else {}
     optimizer = optimizer_cls(model.parameters(), lr=args.pop("learning_rate", 1e-3), **kwargs)
     scheduler = LRTunerScheduler(optimizer, config=config)
+    callback = LRTunerCallback()  # first in the list: it sees each update before the test's own callbacks
     trainer = Trainer(
         model=model, args=tiny_args(tmp_path, **args), train_dataset=CountTask(),
-        optimizers=(optimizer, scheduler), callbacks=[LRTunerCallback(), *callbacks],
+        optimizers=(optimizer, scheduler), callbacks=[callback, *callbacks],
     )
+    callback.bind(trainer)
     return trainer, scheduler
 
 
-def level_of_update(tuner, update):
-    """The level the real run trained update `update` at: the choice of the last race that had ended by then."""
-    return ([1.0] + [r["choice"] for r in tuner.records if r["end_step"] <= update])[-1]
+def multiplier_of_update(tuner, update):
+    """The multiplier the real run trained update `update` at: the outcome of the last race that had ended by then."""
+    return ([1.0] + [r["multiplier"] for r in tuner.records if r["end_step"] <= update])[-1]
 
 
 @pytest.mark.parametrize("optimizer_cls", [torch.optim.AdamW, torch.optim.SGD])
 def test_user_optimizer_and_scheduler_race_log_and_count(tmp_path, optimizer_cls):
     recorder = RecordGroupLRs()
     lr = 1e-4 if optimizer_cls is torch.optim.AdamW else 1e-3  # 10x low: races raise it
-    # No margin, so that this short run on a hard task races more than once (a tie settles the level at once)
+    # No margin, so that this short run on a hard task races more than once (a tie settles the multiplier at once)
     config = LRTunerConfig(race_horizon=10, race_margin=0.0, min_improvement=0.0)
     trainer, scheduler = user_optimizer_trainer(tmp_path, optimizer_cls, callbacks=[recorder], learning_rate=lr,
                                                 logging_steps=500, config=config)
     trainer.train()
     tuner = scheduler.tuner
     assert tuner.total_steps == 60  # the budget came from Trainer's max_steps
-    assert [r["step"] for r in tuner.records][:2] == [0, 10] and tuner.level > 1.0
-    assert [step for step, _ in logged(trainer, "lrtuner/level")][:-1] == [r["end_step"] for r in tuner.records]
-    # The LR applied to each update is the schedule at the level of the races that had ended by then
+    assert [r["step"] for r in tuner.records][:2] == [0, 10] and tuner.multiplier > 1.0
+    assert [step for step, _ in logged(trainer, "lrtuner/multiplier")][:-1] == [r["end_step"] for r in tuner.records]
+    # The LR applied to each update is the schedule at the multiplier of the races that had ended by then
     for update, (applied,) in enumerate(recorder.lrs):
-        assert applied == pytest.approx(lr * tuner.multiplier_at(update, level_of_update(tuner, update)))
+        assert applied == pytest.approx(lr * tuner.multiplier_at(update, multiplier_of_update(tuner, update)))
     (summary,) = [h for h in trainer.state.log_history if "lrtuner/overhead" in h]
     raced = [h for r in tuner.records for h, score in zip(r["horizons"][1:], r["scores"][1:]) if not math.isnan(score)]
     assert summary["lrtuner/trial_updates"] == tuner.trial_updates == sum(raced)
@@ -76,13 +78,14 @@ def test_with_an_unbeatable_margin_a_trainer_run_is_bit_identical_to_trainers_li
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         if with_tuner:
             scheduler = LRTunerScheduler(optimizer, config=LRTunerConfig(warmup_steps=6, race_horizon=10, race_margin=1e9))
-            callbacks = [LRTunerCallback()]
         else:
             from transformers import get_linear_schedule_with_warmup
 
-            scheduler, callbacks = get_linear_schedule_with_warmup(optimizer, 6, 60), []
+            scheduler = get_linear_schedule_with_warmup(optimizer, 6, 60)
         trainer = Trainer(model=model, args=tiny_args(tmp_path / str(with_tuner)), train_dataset=CountTask(),
-                          optimizers=(optimizer, scheduler), callbacks=callbacks)
+                          optimizers=(optimizer, scheduler))
+        if with_tuner:
+            LRTunerCallback().bind(trainer)
         trainer.train()
         return trainer, torch.cat([p.detach().flatten() for p in model.parameters()])
 
@@ -121,8 +124,9 @@ def test_parameter_groups_keep_their_lr_ratio(tmp_path):
     recorder = RecordGroupLRs()
     trainer = Trainer(
         model=model, args=tiny_args(tmp_path, max_steps=30), train_dataset=CountTask(),
-        optimizers=(optimizer, LRTunerScheduler(optimizer, config=CONFIG)), callbacks=[LRTunerCallback(), recorder],
+        optimizers=(optimizer, LRTunerScheduler(optimizer, config=CONFIG)), callbacks=[recorder],
     )
+    LRTunerCallback().bind(trainer)
     trainer.train()
     assert len(recorder.lrs) == 30 and len({round(b / a, 9) for a, b in recorder.lrs if a > 0}) == 1
     assert recorder.lrs[-1][1] / recorder.lrs[-1][0] == pytest.approx(10.0)
@@ -160,7 +164,7 @@ def test_a_replayed_update_is_the_update_trainer_made(tmp_path, accumulation):
             callback.runner.safe_point.restore()  # the state before update 0
             self.moved = not torch.equal(trained, torch.cat([p.detach().flatten() for p in model.parameters()]))
             callback.scheduler.set_trial_lr(callback.scheduler.tuner.multiplier_at(0))
-            callback._replay_update(self.micro_batches)
+            callback.runner.train_step(self.micro_batches)  # the replay races use
             callback.scheduler.apply_lr()
             self.difference = (trained - torch.cat([p.detach().flatten() for p in model.parameters()])).abs().max()
 
@@ -170,9 +174,10 @@ def test_a_replayed_update_is_the_update_trainer_made(tmp_path, accumulation):
     trainer = Trainer(
         model=model, args=tiny_args(tmp_path, max_steps=2, gradient_accumulation_steps=accumulation,
                                     per_device_train_batch_size=8 // accumulation, max_grad_norm=0.05),
-        train_dataset=CountTask(), callbacks=[replay, LRTunerCallback()],
+        train_dataset=CountTask(), callbacks=[replay],
         optimizers=(optimizer, LRTunerScheduler(optimizer, config=LRTunerConfig(race_horizon=2, down_horizon=2, race_until=1.0))),
     )
+    LRTunerCallback().bind(trainer)
     trainer.train()
     assert len(replay.micro_batches) == accumulation and replay.moved
     assert float(replay.difference) < 1e-6
@@ -199,7 +204,7 @@ def test_fp16_overflow_skipped_steps_do_not_advance_the_tuner(tmp_path):
 
 def checkpoint_run(tmp_path, resume_from=None, max_steps=60):
     args = dict(max_steps=max_steps, save_strategy="steps", save_steps=5, seed=7, learning_rate=1e-4)
-    # No margin, so that this short run on a hard task races three times (a tie would settle the level at once)
+    # No margin, so that this short run on a hard task races three times (a tie would settle the multiplier at once)
     config = LRTunerConfig(race_horizon=10, race_margin=0.0, min_improvement=0.0)
     trainer, scheduler = user_optimizer_trainer(tmp_path, config=config, **args)
     trainer.train(resume_from_checkpoint=resume_from)
@@ -217,8 +222,36 @@ def test_resume_from_checkpoint_gives_the_identical_lr_trajectory(tmp_path, chec
     assert resumed_scheduler.tuner.records == scheduler.tuner.records
 
 
+def test_an_unbound_callback_refuses_to_start_and_says_how_to_bind_it(tmp_path):
+    model = tiny_bert()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    callback = LRTunerCallback()
+    trainer = Trainer(model=model, args=tiny_args(tmp_path), train_dataset=CountTask(), callbacks=[callback],
+                      optimizers=(optimizer, LRTunerScheduler(optimizer, config=CONFIG)))
+    with pytest.raises(RuntimeError, match=r"not bound to a Trainer.*LRTunerCallback\(\).bind\(trainer\)"):
+        trainer.train()
+    with pytest.raises(TypeError, match="needs a transformers.Trainer"):
+        callback.bind(model)
+    assert callback.bind(trainer) is callback and trainer.callback_handler.callbacks.count(callback) == 1
+    other = Trainer(model=tiny_bert(), args=tiny_args(tmp_path), train_dataset=CountTask())
+    with pytest.raises(ValueError, match="bound to another Trainer"):
+        callback.bind(other)
+
+
+def test_bind_adds_the_callback_to_its_trainer(tmp_path):
+    model = tiny_bert()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    trainer = Trainer(model=model, args=tiny_args(tmp_path, max_steps=20), train_dataset=CountTask(),
+                      optimizers=(optimizer, LRTunerScheduler(optimizer, config=CONFIG)))
+    callback = LRTunerCallback().bind(trainer)
+    assert callback in trainer.callback_handler.callbacks
+    trainer.train()
+    assert callback.scheduler.tuner.records and "training_step" not in vars(trainer)  # Trainer's own method again
+
+
 def test_callback_without_lrtuner_scheduler_is_refused(tmp_path):
-    trainer = Trainer(model=tiny_bert(), args=tiny_args(tmp_path), train_dataset=CountTask(), callbacks=[LRTunerCallback()])
+    trainer = Trainer(model=tiny_bert(), args=tiny_args(tmp_path), train_dataset=CountTask())
+    LRTunerCallback().bind(trainer)
     with pytest.raises(ValueError, match="needs Trainer's lr_scheduler to be an LRTunerScheduler, got LambdaLR"):
         trainer.train()
 
@@ -228,7 +261,8 @@ def test_scheduler_of_another_optimizer_is_refused(tmp_path):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     other = torch.optim.AdamW(model.parameters(), lr=1e-3)
     trainer = Trainer(model=model, args=tiny_args(tmp_path), train_dataset=CountTask(),
-                      optimizers=(optimizer, LRTunerScheduler(other, config=CONFIG)), callbacks=[LRTunerCallback()])
+                      optimizers=(optimizer, LRTunerScheduler(other, config=CONFIG)))
+    LRTunerCallback().bind(trainer)
     with pytest.raises(ValueError, match="different optimizer than the one Trainer steps"):
         trainer.train()
 

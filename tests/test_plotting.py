@@ -63,7 +63,7 @@ def climbing_run():
     """Adam from an LR far too low: every race is won by the challenger one factor up."""
     scheduler, lrs, losses = tiny_run(1e-2)
     records = scheduler.tuner.records
-    assert len(records) >= 2 and all(r["choice"] > r["incumbent"] for r in records)
+    assert len(records) >= 2 and all(r["multiplier"] > r["incumbent"] for r in records)
     return scheduler, lrs, losses
 
 
@@ -72,7 +72,7 @@ def settling_run():
     """Adam from an LR a little low: the first race moves up, the next one keeps the incumbent."""
     scheduler, lrs, losses = tiny_run(1e-1)
     records = scheduler.tuner.records
-    assert records[0]["choice"] > records[0]["incumbent"] and records[-1]["choice"] == records[-1]["incumbent"]
+    assert records[0]["multiplier"] > records[0]["incumbent"] and records[-1]["multiplier"] == records[-1]["incumbent"]
     return scheduler, lrs, losses
 
 
@@ -109,12 +109,12 @@ def test_lr_trajectory_marks_phases_races_and_winning_branches(climbing_run, tmp
     assert span_extents(ax, "phase:stable") == []  # empty with explore_fraction=0
     races = [(record["step"], record["end_step"]) for record in tuner.records]
     assert span_extents(ax, "race") == races
-    assert [text.get_text() for text in ax.texts] == [f"↑{record['choice']:.3g}" for record in tuner.records]
-    # the first race won: its challenger's branch, the incumbent's LR times the ratio of levels, is drawn over it
+    assert [text.get_text() for text in ax.texts] == [f"↑{record['multiplier']:.3g}" for record in tuner.records]
+    # the first race won: its challenger's branch, the incumbent's LR times the ratio of multipliers, is drawn over it
     first = tuner.records[0]
     branch = next(line for line in ax.get_lines() if line.get_label() == "winning branch")
     assert list(branch.get_xdata()) == list(range(first["step"], first["end_step"]))
-    ratio = first["choice"] / first["incumbent"]
+    ratio = first["multiplier"] / first["incumbent"]
     assert list(branch.get_ydata()) == pytest.approx([lr * ratio for lr in lrs[first["step"] : first["end_step"]]])
     assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("update", "learning rate", "run")
     assert list(line_labelled(loss_ax, "training loss").get_ydata()) == pytest.approx(losses)
@@ -131,8 +131,8 @@ def test_lr_trajectory_with_a_stable_phase_and_a_kept_incumbent(settling_run):
     assert span_extents(ax, "phase:stable") == [(WARMUP, 60)]
     assert span_extents(ax, "phase:decay") == [(60, STEPS)]
     texts = [text.get_text() for text in ax.texts]
-    assert texts[0].startswith("↑") and texts[-1] == f"={tuner.records[-1]['choice']:.3g}"
-    won = [record for record in tuner.records if record["choice"] != record["incumbent"]]
+    assert texts[0].startswith("↑") and texts[-1] == f"={tuner.records[-1]['multiplier']:.3g}"
+    won = [record for record in tuner.records if record["multiplier"] != record["incumbent"]]
     assert len([line for line in ax.get_lines() if line.get_label().endswith("winning branch")]) == len(won)
 
 
@@ -152,7 +152,7 @@ def test_lr_trajectory_marks_rollbacks(rollback_run, tmp_path):
 def test_lr_trajectory_reads_records_from_metrics_json(settling_run):
     # run_squad.py writes non-finite numbers as strings; the plot reads them back
     scheduler, lrs, _ = settling_run
-    records = [dict(record, choice=str(record["choice"]), incumbent=str(record["incumbent"]))
+    records = [dict(record, multiplier=str(record["multiplier"]), incumbent=str(record["incumbent"]))
                for record in scheduler.tuner.records]
     ax = plot_lr_trajectory(lrs, records, WARMUP).axes[0]
     assert len(span_extents(ax, "race")) == len(records)
@@ -176,7 +176,7 @@ def test_lr_trajectory_rejects_an_empty_run_and_old_records():
         plot_lr_trajectory([1.0, 1.0], [old])
 
 
-def test_race_highlights_incumbent_challengers_and_choice(climbing_run, tmp_path):
+def test_race_highlights_incumbent_challengers_and_outcome(climbing_run, tmp_path):
     scheduler, _, _ = climbing_run
     base_lr = scheduler.base_lrs[0]
     record = scheduler.tuner.records[0]  # the first race: one challenger down, one up; the one up won
@@ -185,19 +185,19 @@ def test_race_highlights_incumbent_challengers_and_choice(climbing_run, tmp_path
     incumbent = line_labelled(ax, "incumbent")
     assert incumbent.get_xdata()[0] == pytest.approx(record["incumbent"] * base_lr)
     assert incumbent.get_ydata()[0] == pytest.approx(record["scores"][0])
-    chosen = line_labelled(ax, "choice")
-    index = record["levels"].index(record["choice"])
-    assert chosen.get_xdata()[0] == pytest.approx(record["choice"] * base_lr)
+    chosen = line_labelled(ax, "outcome")
+    index = record["multipliers"].index(record["multiplier"])
+    assert chosen.get_xdata()[0] == pytest.approx(record["multiplier"] * base_lr)
     assert chosen.get_ydata()[0] == pytest.approx(record["scores"][index])
     (challengers,) = [c for c in ax.containers if c.get_label().startswith("challenger")]
-    assert list(challengers.lines[0].get_xdata()) == pytest.approx([lvl * base_lr for lvl in record["levels"][1:]])
+    assert list(challengers.lines[0].get_xdata()) == pytest.approx([lvl * base_lr for lvl in record["multipliers"][1:]])
     assert list(challengers.lines[0].get_ydata()) == pytest.approx(record["scores"][1:])
     # error bars: one paired standard error of each challenger's difference to the incumbent
     (bars,) = challengers.lines[2]
     heights = [segment[1][1] - segment[0][1] for segment in bars.get_segments()]
     assert heights == pytest.approx([2 * difference[1] for difference in record["differences"][1:]])
     # a challenger that raced fewer updates than the incumbent is read against the incumbent over its own updates
-    horizons = record.get("horizons", [HORIZON] * len(record["levels"]))
+    horizons = record.get("horizons", [HORIZON] * len(record["multipliers"]))
     shorter = [i for i in range(1, len(horizons)) if horizons[i] < horizons[0]]
     hollow = [line for line in ax.get_lines() if line.get_label() == "incumbent over a shorter race"]
     assert [list(line.get_ydata()) for line in hollow] == (
@@ -205,18 +205,18 @@ def test_race_highlights_incumbent_challengers_and_choice(climbing_run, tmp_path
     )
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "learning rate"
     assert ax.get_ylabel() == "mean loss, second half of the race"
-    assert ax.get_title() == f"Race over updates 0-{HORIZON}: level ↑ {record['choice']:.3g}"
+    assert ax.get_title() == f"Race over updates 0-{HORIZON}: multiplier ↑ {record['multiplier']:.3g}"
     fig.savefig(tmp_path / "race.png")
     assert (tmp_path / "race.png").stat().st_size > 0
 
 
-def test_race_kept_incumbent_is_the_choice(settling_run):
+def test_race_kept_incumbent_is_the_outcome(settling_run):
     scheduler, _, _ = settling_run
     record = scheduler.tuner.records[-1]
     ax = plot_race(record).axes[0]
-    assert ax.get_xlabel() == "level (× initial LR)"
-    assert line_labelled(ax, "choice").get_xdata()[0] == pytest.approx(record["incumbent"])
-    assert ax.get_title().endswith(f"level = {record['choice']:.3g}")
+    assert ax.get_xlabel() == "multiplier (× initial LR)"
+    assert line_labelled(ax, "outcome").get_xdata()[0] == pytest.approx(record["incumbent"])
+    assert ax.get_title().endswith(f"multiplier = {record['multiplier']:.3g}")
 
 
 def test_race_marks_a_diverged_challenger(settling_run, tmp_path):
@@ -225,13 +225,13 @@ def test_race_marks_a_diverged_challenger(settling_run, tmp_path):
     scheduler, _, _ = settling_run
     record = scheduler.tuner.records[0]
     record = dict(record, diverged=[False, False, True], differences=[*record["differences"][:2], ["nan", "nan"]],
-                  choice=record["incumbent"])
+                  multiplier=record["incumbent"])
     fig = plot_race(record)
     ax = fig.axes[0]
-    assert list(line_labelled(ax, "diverged").get_xdata()) == pytest.approx([record["levels"][2]])
+    assert list(line_labelled(ax, "diverged").get_xdata()) == pytest.approx([record["multipliers"][2]])
     assert [text.get_text() for text in ax.texts] == [f"{record['scores'][2]:.3g}"]
     (challengers,) = [c for c in ax.containers if c.get_label().startswith("challenger")]
-    assert list(challengers.lines[0].get_xdata()) == pytest.approx([record["levels"][1]])
+    assert list(challengers.lines[0].get_xdata()) == pytest.approx([record["multipliers"][1]])
     fig.savefig(tmp_path / "diverged.png")
 
 
@@ -240,10 +240,10 @@ def test_race_marks_a_challenger_it_did_not_need(settling_run):
     scheduler, _, _ = settling_run
     record = scheduler.tuner.records[0]
     record = dict(record, scores=[*record["scores"][:2], "nan"], diverged=[False, False, False],
-                  differences=[*record["differences"][:2], ["nan", "nan"]], choice=record["levels"][1])
+                  differences=[*record["differences"][:2], ["nan", "nan"]], multiplier=record["multipliers"][1])
     ax = plot_race(record).axes[0]
-    assert list(line_labelled(ax, "not raced").get_xdata()) == pytest.approx([record["levels"][2]])
-    assert line_labelled(ax, "choice").get_xdata()[0] == pytest.approx(record["levels"][1])
+    assert list(line_labelled(ax, "not raced").get_xdata()) == pytest.approx([record["multipliers"][2]])
+    assert line_labelled(ax, "outcome").get_xdata()[0] == pytest.approx(record["multipliers"][1])
     assert not [line for line in ax.get_lines() if line.get_label() == "diverged"] and not ax.texts
 
 
@@ -257,7 +257,7 @@ def test_races_one_panel_per_race(climbing_run, rollback_run):
         f"Race over updates {r['step']}-{r['end_step']}" for r in races
     ]
     records = rollback_run[0].tuner.records  # roll-backs are skipped
-    assert len(plot_races(records).axes) == sum("levels" in r for r in records)
+    assert len(plot_races(records).axes) == sum("multipliers" in r for r in records)
     with pytest.raises(ValueError, match="not a race"):
         plot_race(next(r for r in records if "rollback_to" in r))
     with pytest.raises(ValueError, match="No race"):

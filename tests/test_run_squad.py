@@ -116,17 +116,18 @@ def test_lrtuner_end_to_end(run_squad, tiny_squad, tmp_path):
     assert schedule["decay_start"] == warmup and schedule["config"]["explore_fraction"] == 0.0
     assert schedule["config"]["race_horizon"] == schedule["race_horizon"] == 2
     assert schedule["config"]["max_races"] == 2 and schedule["config"]["race_margin"] == 1.0
-    races = [record for record in schedule["records"] if "levels" in record]
+    races = [record for record in schedule["records"] if "multipliers" in record]
     assert 1 <= schedule["races"] == len(races) <= 2 and races[0]["step"] == 0
     assert metrics["trial_updates"] == races[-1]["trial_updates"] > 0  # no roll-back here: races are all the trials
     assert metrics["total_updates"] == updates + metrics["trial_updates"]
     assert metrics["overhead"] == pytest.approx(metrics["trial_updates"] / metrics["total_updates"])
-    assert metrics["final_level"] == schedule["final_level"] == races[-1]["choice"]
-    assert schedule["final_learning_rate"] == pytest.approx(1e-3 * metrics["final_level"])
-    # after the races, the LR is the linear schedule's times the final level
+    assert metrics["final_multiplier"] == schedule["final_multiplier"] == races[-1]["multiplier"]
+    assert schedule["final_learning_rate"] == pytest.approx(1e-3 * metrics["final_multiplier"])
+    # after the races, the LR is the linear schedule's times the final multiplier
     learning_rates = [float(row["learning_rate"]) for row in rows]
     after = races[-1]["end_step"]
-    expected = [1e-3 * metrics["final_level"] * (updates - step) / (updates - warmup) for step in range(after, updates)]
+    peak = 1e-3 * metrics["final_multiplier"]
+    expected = [peak * (updates - step) / (updates - warmup) for step in range(after, updates)]
     assert learning_rates[after:] == pytest.approx(expected)
     assert learning_rates[0] == 0.0
 

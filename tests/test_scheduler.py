@@ -19,7 +19,7 @@ def test_every_group_gets_its_base_lr_times_the_multiplier():
         scheduler.step()
     assert scheduler.get_last_lr() == pytest.approx([0.05, 0.005])
     assert [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
-    scheduler.tuner.level = 3.0  # as if a race chose it
+    scheduler.tuner.multiplier = 3.0  # as if a race chose it
     scheduler.apply_lr()
     assert scheduler.get_last_lr() == pytest.approx([0.15, 0.015])
     assert [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()

@@ -57,11 +57,11 @@ def test_with_an_unbeatable_margin_the_run_is_bit_identical_to_linear_warmup_dec
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
 
 
-def test_training_continues_from_the_winning_branch_as_if_it_had_run_at_its_level():
+def test_training_continues_from_the_winning_branch_as_if_it_had_run_at_its_multiplier():
     dataset, model, optimizer = make_run("classification", 1e-3)
     scheduler = LRTunerScheduler(optimizer, STEPS, LRTunerConfig(warmup_steps=30, race_horizon=20, max_races=1))
     log = train(model, optimizer, scheduler, dataset, "classification", steps=20)
-    assert log.records[0]["choice"] == 2.0  # the upward challenger won the race over updates 0-19
+    assert log.records[0]["multiplier"] == 2.0  # the upward challenger won the race over updates 0-19
 
     dataset, reference, optimizer = make_run("classification", 2e-3)  # the winner's LR from the start
     lambda_ = scheduler.tuner.shape
@@ -80,13 +80,13 @@ def test_training_continues_from_the_winning_branch_as_if_it_had_run_at_its_leve
 )
 def test_an_lr_ten_times_too_low_is_raised(kind, optimizer, lr, linear_loss):
     model, scheduler, log, dataset = tuned_run(kind, lr, steps=STEPS, optimizer=optimizer)
-    assert scheduler.tuner.level >= 8.0
+    assert scheduler.tuner.multiplier >= 8.0
     assert eval_loss(model, dataset, kind) < 0.5 * linear_loss
 
 
 def test_an_lr_ten_times_too_high_is_lowered():
     model, scheduler, log, dataset = tuned_run("regression", 0.3, steps=STEPS, optimizer="sgd")
-    assert scheduler.tuner.level <= 0.5 and all(log.params_finite)
+    assert scheduler.tuner.multiplier <= 0.5 and all(log.params_finite)
     assert eval_loss(model, dataset, "regression") < 0.011  # linear at 0.3: 0.61
 
 
@@ -104,7 +104,7 @@ def test_a_collapse_to_a_constant_predictor_is_rolled_back():
     dataset, model, optimizer = make_run("classification", 0.8, optimizer="sgd", classes=10)
     scheduler = LRTunerScheduler(optimizer, STEPS, LRTunerConfig(max_races=0))
     log = train(model, optimizer, scheduler, dataset, "classification", STEPS)
-    assert scheduler.tuner.rollbacks >= 1 and scheduler.tuner.level <= 0.5
+    assert scheduler.tuner.rollbacks >= 1 and scheduler.tuner.multiplier <= 0.5
     assert eval_loss(model, dataset, "classification") < 1.0
 
 
@@ -117,7 +117,7 @@ def test_no_false_alarm_at_good_lrs_down_to_the_noise_floor(kind, optimizer, lr)
 def test_every_challenger_update_is_counted():
     _, scheduler, log, _ = tuned_run("classification", 1e-3, steps=STEPS, optimizer="adam")
     tuner = scheduler.tuner
-    races = [r for r in log.records if "levels" in r]
+    races = [r for r in log.records if "multipliers" in r]
     raced = [h for r in races for h, score in zip(r["horizons"][1:], r["scores"][1:]) if not math.isnan(score)]
     assert tuner.trial_updates == sum(raced) == races[-1]["trial_updates"]
     assert tuner.trial_updates <= tuner.trial_budget
@@ -200,5 +200,41 @@ def test_the_first_release_overshoots_on_a_fresh_head_where_races_keep_the_good_
     runs = {method: task.run(method, 8e-3, 0, "dev", 150, "cpu") for method in ("linear", "lrtuner", "lrtuner_v01")}
     assert max(record["choice"] for record in runs["lrtuner_v01"]["records"]) >= 2.0
     assert runs["lrtuner_v01"]["metric"] < runs["linear"]["metric"] - 3.0  # measured: 60.9 against 65.7
-    assert [record["choice"] for record in runs["lrtuner"]["records"]] == [1.0]
+    assert [record["multiplier"] for record in runs["lrtuner"]["records"]] == [1.0]
     assert runs["lrtuner"]["metric"] == runs["linear"]["metric"]
+
+
+def test_roll_back_returns_to_the_safe_point_and_lowers_the_multiplier():
+    dataset, model = regression_data(), linear_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    scheduler = LRTunerScheduler(optimizer, 100, LRTunerConfig(race_horizon=10, max_races=0))  # no race
+    train_step = make_train_step(model, optimizer, make_loss_fn(model, "regression"))
+    runner = TrialRunner(model, optimizer, scheduler, train_step)
+    for step in range(15):  # a safe point is taken at update 10, one race horizon after the start
+        batch = batch_at(dataset, step, 32)
+        loss = train_step(batch)
+        scheduler.step()
+        runner.after_update(batch, loss)
+        if step == 9:
+            at_safe_point = [p.detach().clone() for p in model.parameters()]
+    record = runner.roll_back()
+    assert record == scheduler.tuner.records[-1] == {"step": 15, "rollback_to": 10, "multiplier": 0.5}
+    assert all(torch.equal(p, saved) for p, saved in zip(model.parameters(), at_safe_point))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.5 * (100 - 15) / 100)
+    assert scheduler.tuner.rollbacks == 1 and scheduler.last_epoch == 15  # the budget is not rolled back
+
+
+def test_after_update_needs_exactly_one_scheduler_step_per_update():
+    dataset, model = regression_data(), linear_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    scheduler = LRTunerScheduler(optimizer, 100, LRTunerConfig(race_horizon=10))
+    train_step = make_train_step(model, optimizer, make_loss_fn(model, "regression"))
+    runner = TrialRunner(model, optimizer, scheduler, train_step)
+    batch = batch_at(dataset, 0, 32)
+    loss = train_step(batch)
+    with pytest.raises(RuntimeError, match="moved from step 0 to 0"):  # scheduler.step() forgotten
+        runner.after_update(batch, loss)
+    scheduler.step()
+    scheduler.step()
+    with pytest.raises(RuntimeError, match="moved from step 0 to 2.*accelerator.prepare"):
+        runner.after_update(batch, loss)

@@ -19,29 +19,28 @@ def make_tuner(total_steps=1000, **overrides):
     return LRTuner(LRTunerConfig(**settings), total_steps)
 
 
-def arm_losses(level_loss, horizon=20, jitter=0.0):
-    """Per-update losses of an arm whose late-race loss is `level_loss`, with the batch noise every arm shares."""
-    return [level_loss + NOISE[i % len(NOISE)] + jitter * ((-1) ** i) for i in range(horizon)]
+def arm_losses(multiplier_loss, horizon=20, jitter=0.0):
+    """Per-update losses of an arm whose late-race loss is `multiplier_loss`, with the batch noise every arm shares."""
+    return [multiplier_loss + NOISE[i % len(NOISE)] + jitter * ((-1) ** i) for i in range(horizon)]
 
 
-def run_race(tuner, step, loss_of_level, jitter_of_level=lambda level: 0.0):
+def run_race(tuner, step, loss_of_multiplier, jitter_of_multiplier=lambda m: 0.0):
     """Drive one race as a runner would: the incumbent's losses, then each challenger's."""
+    end = step + max(tuner.horizon_of(m) for m in tuner.next_challengers())
     tuner.start_race(step)
-    race = tuner.race
-    incumbent = arm_losses(loss_of_level(race["incumbent"]), race["end"] - step)
-    for level, horizon in sorted(zip(race["challengers"], race["horizons"]), key=lambda pair: pair[1]):
-        losses = arm_losses(loss_of_level(level), horizon, jitter_of_level(level))
-        tuner.score_challenger(level, losses, incumbent)
-        if tuner.race_decided(step + horizon):
-            return tuner.finish_race(step + horizon, incumbent[:horizon])
-    return tuner.finish_race(race["end"], incumbent)
+    incumbent = arm_losses(loss_of_multiplier(tuner.multiplier), end - step)
+    for at in range(step + 1, end + 1):
+        for m in tuner.challengers_due(at):
+            tuner.score_challenger(m, arm_losses(loss_of_multiplier(m), at - step, jitter_of_multiplier(m)), incumbent)
+        if tuner.race_decided(at):
+            return tuner.finish_race(at, incumbent[: at - step])
 
 
-def test_a_tie_keeps_the_incumbent_and_settles_the_level():
+def test_a_tie_keeps_the_incumbent_and_settles_the_multiplier():
     tuner = make_tuner()
-    record = run_race(tuner, 0, lambda level: 1.0, lambda level: 0.01 if level > 1 else 0.0)
-    assert record["levels"] == [1.0, 0.5, 2.0] and record["choice"] == 1.0
-    assert tuner.level == 1.0 and tuner.settled
+    record = run_race(tuner, 0, lambda m: 1.0, lambda m: 0.01 if m > 1 else 0.0)
+    assert record["multipliers"] == [1.0, 0.5, 2.0] and record["multiplier"] == 1.0
+    assert tuner.multiplier == 1.0 and tuner.settled
     assert not tuner.race_starts_at(20) and tuner.next_challengers() == []
 
 
@@ -49,35 +48,35 @@ def test_a_clearly_better_challenger_takes_over_and_the_next_race_continues_its_
     tuner = make_tuner()
     curve = {0.5: 1.3, 1.0: 1.2, 2.0: 1.0, 4.0: 0.95, 8.0: 0.96}
     record = run_race(tuner, 0, curve.get)
-    assert record["choice"] == 2.0 and tuner.direction == 1
+    assert record["multiplier"] == 2.0 and tuner.direction == 1
     assert tuner.next_challengers() == [4.0]  # one challenger: upward only
-    assert run_race(tuner, 20, curve.get)["choice"] == 4.0
-    record = run_race(tuner, 40, curve.get)  # 8.0 is no better than 4.0: the level settles
-    assert record["levels"] == [4.0, 8.0] and record["choice"] == 4.0 and tuner.settled
+    assert run_race(tuner, 20, curve.get)["multiplier"] == 4.0
+    record = run_race(tuner, 40, curve.get)  # 8.0 is no better than 4.0: the multiplier settles
+    assert record["multipliers"] == [4.0, 8.0] and record["multiplier"] == 4.0 and tuner.settled
     assert tuner.trial_updates == 10 + 3 * 20  # the downward challenger of the first race raced 10 updates
 
 
 def test_a_challenger_must_win_by_the_margin():
     # Better on average by 0.004 of a loss of 1.0: below min_improvement (0.5%), so the user's LR stays.
     tuner = make_tuner(race_margin=0.0)
-    assert run_race(tuner, 0, lambda level: 1.0 - 0.004 * (level > 1))["choice"] == 1.0
+    assert run_race(tuner, 0, lambda m: 1.0 - 0.004 * (m > 1))["multiplier"] == 1.0
     # Better by 2%, but with paired noise so large that it is within race_margin standard errors.
     tuner = make_tuner(min_improvement=0.0)
-    noisy = run_race(tuner, 0, lambda level: 1.0 - 0.02 * (level > 1), lambda level: 0.3 if level > 1 else 0.0)
-    assert noisy["choice"] == 1.0
+    noisy = run_race(tuner, 0, lambda m: 1.0 - 0.02 * (m > 1), lambda m: 0.3 if m > 1 else 0.0)
+    assert noisy["multiplier"] == 1.0
     tuner = make_tuner(min_improvement=0.0)
-    assert run_race(tuner, 0, lambda level: 1.0 - 0.02 * (level > 1))["choice"] == 2.0
+    assert run_race(tuner, 0, lambda m: 1.0 - 0.02 * (m > 1))["multiplier"] == 2.0
 
 
 def test_a_downward_challenger_is_judged_early_and_ends_the_race_when_it_wins():
     tuner = make_tuner()
     record = run_race(tuner, 0, {0.5: 0.8, 1.0: 1.0, 2.0: 0.9}.get)
-    assert record["choice"] == 0.5 and tuner.direction == -1 and record["end_step"] == 10
+    assert record["multiplier"] == 0.5 and tuner.direction == -1 and record["end_step"] == 10
     assert tuner.trial_updates == 10  # the upward challenger never ran
     assert tuner.next_challengers() == [0.25] and tuner.horizon_of(0.25) == 10
 
 
-def test_a_diverged_challenger_loses_and_its_level_and_above_stay_unsafe():
+def test_a_diverged_challenger_loses_and_its_multiplier_and_above_stay_unsafe():
     tuner = make_tuner()
     tuner.start_race(0)
     incumbent = arm_losses(1.0)
@@ -86,7 +85,7 @@ def test_a_diverged_challenger_loses_and_its_level_and_above_stay_unsafe():
     record = tuner.finish_race(20, incumbent)
     assert record["diverged"] == [False, False, True] and tuner.unsafe_from == 2.0
     assert tuner.trial_updates == 10 + 3  # a stopped challenger costs only the updates it ran
-    tuner.direction, tuner.level = 1, 1.0
+    tuner.direction, tuner.multiplier = 1, 1.0
     assert tuner.next_challengers() == []  # 2.0 is unsafe
 
 
@@ -98,7 +97,7 @@ def test_races_respect_the_plan_the_budget_and_race_until():
     run_race(tuner, 0, curve.get)
     run_race(tuner, 30, curve.get)
     assert tuner.races_run == 2 and not tuner.race_starts_at(60)  # max_races reached, though 4.0 is better still
-    assert tuner.level == 4.0
+    assert tuner.multiplier == 4.0
 
 
 def test_a_race_is_not_started_when_its_challengers_do_not_fit_the_budget():
@@ -107,21 +106,21 @@ def test_a_race_is_not_started_when_its_challengers_do_not_fit_the_budget():
     assert not tuner.race_starts_at(0)
 
 
-def test_levels_stay_within_the_bounds():
+def test_multipliers_stay_within_the_bounds():
     tuner = make_tuner(max_multiplier=3.0)
-    tuner.level, tuner.direction = 2.0, 1
+    tuner.multiplier, tuner.direction = 2.0, 1
     assert tuner.next_challengers() == [3.0]
-    tuner.level = 3.0
+    tuner.multiplier = 3.0
     assert tuner.next_challengers() == []
 
 
-def test_the_schedule_is_trainers_linear_warmup_decay_scaled_by_the_level():
+def test_the_schedule_is_trainers_linear_warmup_decay_scaled_by_the_multiplier():
     tuner = make_tuner(total_steps=100, warmup_steps=10)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     linear = get_linear_schedule_with_warmup(optimizer, 10, 100)
     for step in range(101):
         assert tuner.multiplier_at(step) == pytest.approx(linear.lr_lambdas[0](step), abs=1e-12)
-    tuner.level = 3.0
+    tuner.multiplier = 3.0
     assert tuner.multiplier_at(50) == pytest.approx(3.0 * linear.lr_lambdas[0](50))
     knee = make_tuner(total_steps=100, warmup_steps=10, explore_fraction=0.5)
     assert [knee.phase(s) for s in (5, 10, 49, 50)] == ["warmup", "stable", "stable", "decay"]
@@ -176,14 +175,14 @@ def test_monitor_sees_a_loss_that_explodes_though_its_noise_grows_with_it():
     assert any(flags[:5])
 
 
-def test_back_off_lowers_the_level_marks_it_unsafe_and_plans_a_race_downward():
+def test_back_off_lowers_the_multiplier_marks_it_unsafe_and_plans_a_race_downward():
     tuner = make_tuner()
-    tuner.level, tuner.settled = 4.0, True
+    tuner.multiplier, tuner.settled = 4.0, True
     tuner.back_off(step=37)
-    assert tuner.level == 2.0 and tuner.unsafe_from == 4.0 and tuner.rollbacks == 1
+    assert tuner.multiplier == 2.0 and tuner.unsafe_from == 4.0 and tuner.rollbacks == 1
     assert tuner.next_challengers() == [1.0]
-    assert tuner.records[-1] == {"step": 37, "rollback_to": 0, "choice": 2.0}
-    tuner.level = tuner.config.min_multiplier
+    assert tuner.records[-1] == {"step": 37, "rollback_to": 0, "multiplier": 2.0}
+    tuner.multiplier = tuner.config.min_multiplier
     with pytest.raises(FloatingPointError, match="lowest LR multiplier"):
         tuner.back_off(step=40)
 
@@ -198,7 +197,7 @@ def test_state_dict_round_trip_inside_a_race_with_weights_only():
     buffer.seek(0)
     restored = LRTuner.from_state_dict(torch.load(buffer, weights_only=True))
     assert restored.state_dict() == tuner.state_dict()
-    assert restored.race["losses"] == {4.0: arm_losses(0.9)}
+    assert restored.racing and restored.race_start == 20
     for step in range(0, 1001, 50):
         assert restored.multiplier_at(step) == tuner.multiplier_at(step)
 

@@ -377,7 +377,6 @@ def run_minilm_cls(method: str, lr: float | None, seed: int, split: str, updates
         if cuda:
             model.to(device)  # before the optimizer is built (its fused kernel is per device)
         optimizer = adamw(model, lr)
-        callbacks = []
         trainer_class = Trainer
         if base == "linear":
             scheduler = get_linear_schedule_with_warmup(optimizer, warmup, updates)
@@ -385,20 +384,20 @@ def run_minilm_cls(method: str, lr: float | None, seed: int, split: str, updates
             from hf_lrtuner import LRTunerCallback
 
             scheduler = _lrtuner_scheduler(optimizer, warmup, seed, overrides)
-            callbacks.append(LRTunerCallback())
         else:  # a peer replaces the scheduler (and the optimizer, if LR-free or Schedule-Free) when training starts
             scheduler = None
             trainer_class = peer_trainer_class(Trainer, method, warmup)
         recorder = _recorder_class()()
-        callbacks.append(recorder)
         args = training_arguments(output_dir, lr, seed, updates, warmup, device, batch_size=batch_size)
         trainer = trainer_class(
             model=model, args=args, train_dataset=train_rows, optimizers=(optimizer, scheduler),
             data_collator=DataCollatorWithPadding(_tokenizer(model_dir()), pad_to_multiple_of=8 if cuda else None),
-            callbacks=callbacks,
+            callbacks=[recorder],
         )
         recorder.trainer = trainer
         trainer.remove_callback(PrinterCallback)  # disable_tqdm prints every log line instead
+        if base == "lrtuner":
+            LRTunerCallback().bind(trainer)
         start = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - start
