@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-import hf_lrtuner.squad_metrics as squad_metrics_module
-from hf_lrtuner.squad_metrics import (
+import hf_lrtuner.squad.metrics as squad_metrics_module
+from hf_lrtuner.squad import (
     compute_squad_v1,
     exact_match_score,
     f1_score,
