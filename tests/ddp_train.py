@@ -1,6 +1,7 @@
 """Run by test_distributed.py under `torchrun --nproc_per_node 2`: a Trainer run with LRTuner on CPU (gloo).
 
-Each rank writes the LR it applied at every update, and its race records, to `<output_dir>/rank<k>.json`.
+Each rank writes the LR it applied at every update, and its race records, to `<output_dir>/rank<k>.json`. As a script,
+it finds `trainer_task` beside it (Python puts the script's directory first on `sys.path`).
 """
 
 import json
@@ -10,9 +11,8 @@ import sys
 import torch
 from transformers import TrainerCallback
 
-sys.path.insert(0, os.path.dirname(__file__))
-from hf_lrtuner import LRTunerConfig, LRTunerTrainer  # noqa: E402
-from trainer_task import CountTask, tiny_args, tiny_bert  # noqa: E402
+from hf_lrtuner import LRTunerConfig, LRTunerTrainer
+from trainer_task import CountTask, tiny_args, tiny_bert
 
 
 class RecordAppliedLR(TrainerCallback):

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import os
 import random
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 pytest.importorskip("matplotlib")
+
+pytestmark = pytest.mark.slow  # each test starts a kernel and executes a notebook
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -33,6 +36,8 @@ def this_interpreter_as_kernel(tmp_path, monkeypatch):
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    # The kernel imports this checkout's hf_lrtuner, as the tests do (pytest's pythonpath), not another installed copy.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend, which needs no display
 
