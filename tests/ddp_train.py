@@ -40,7 +40,16 @@ def main(output_dir):
     }
     with open(os.path.join(output_dir, f"rank{args.process_index}.json"), "w") as f:
         json.dump(result, f)
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    # On a loaded machine a rank whose work is done (its file written, the group destroyed) sometimes aborts in
+    # torch's C++ teardown at interpreter exit ("terminate called without an active exception", no Python frame).
+    # Measured under a 2-core load: 7 of 52 runs without this exit, 0 of 16 with it. Nothing is left to do, so the
+    # rank exits without that teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
