@@ -6,15 +6,12 @@ import sys
 import pytest
 
 HERE = os.path.dirname(__file__)
-REPO = os.path.dirname(os.path.abspath(HERE))
 
 
 @pytest.mark.slow
 def test_two_process_ddp_ranks_apply_the_same_lr_at_every_step(tmp_path):
     """Ranks see different data; only the reduced losses can make their decisions agree."""
-    # The ranks import this checkout's hf_lrtuner, as the tests do (pytest's pythonpath), not another installed copy.
-    pythonpath = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": pythonpath}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                os.path.join(HERE, "ddp_train.py"), str(tmp_path)]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

@@ -2,7 +2,6 @@
 `hf_lrtuner.squad` says how to install what it needs."""
 
 import importlib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +13,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
-    """Run `code` in a fresh interpreter, where nothing is imported yet, on this repository's `hf_lrtuner`."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run(
-        [sys.executable, "-c", f"import sys\n{code}"], env=env, capture_output=True, text=True, timeout=120
-    )
+    """Run `code` in a fresh interpreter, where nothing is imported yet (on this checkout's `hf_lrtuner`: conftest)."""
+    return subprocess.run([sys.executable, "-c", f"import sys\n{code}"], capture_output=True, text=True, timeout=120)
 
 
 def test_import_hf_lrtuner_pulls_neither_datasets_nor_evaluate_nor_transformers():
