@@ -1,5 +1,7 @@
 """LRTuner in a plain PyTorch loop: a small MLP with Adam, started from an LR 10x too low.
 
+The task: Gaussian inputs labelled by a random "teacher" MLP, learnt by a "student" MLP (the tests use both MLPs).
+
 The schedule is Trainer's `linear` (warmup, then linear decay to zero) times a multiplier of the initial LR that races
 decide: at a race's start the runner snapshots the training state, the run trains `race_horizon` updates at the
 current multiplier, then one factor down and one up replay the same batches from the snapshot, and the best (by a
@@ -15,15 +17,42 @@ from hf_lrtuner import LRTunerConfig, LRTunerScheduler, TrialRunner
 from hf_lrtuner.records import is_race
 
 
-def main(steps=300, lr=1e-3):
-    torch.manual_seed(0)
-    x = torch.randn(2048, 10)
-    teacher = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4))
+def teacher_mlp(dim=10, classes=4):
+    """The random "teacher" whose argmax labels the toy task: an MLP with one tanh layer of 32."""
+    return torch.nn.Sequential(torch.nn.Linear(dim, 32), torch.nn.Tanh(), torch.nn.Linear(32, classes))
+
+
+def student_mlp(dim=10, classes=4):
+    """The model that learns the teacher's labels: an MLP with one ReLU layer of 64."""
+    return torch.nn.Sequential(torch.nn.Linear(dim, 64), torch.nn.ReLU(), torch.nn.Linear(64, classes))
+
+
+def teacher_data(n=2048, dim=10, classes=4, seed=0):
+    """The toy task: inputs drawn from N(0, I), labelled by a `teacher_mlp` with its default initialisation.
+
+    Seeds torch's global RNG with `seed`, then draws the inputs and the teacher from it.
+
+    Args:
+        n (`int`, *optional*, defaults to 2048): Number of examples.
+        dim (`int`, *optional*, defaults to 10): Input dimension.
+        classes (`int`, *optional*, defaults to 4): Number of classes.
+        seed (`int`, *optional*, defaults to 0): Seed of the inputs and of the teacher.
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor]`: Inputs of shape `(n, dim)` and their labels, of shape `(n,)`.
+    """
+    torch.manual_seed(seed)
+    x = torch.randn(n, dim)
     with torch.no_grad():
-        y = teacher(x).argmax(-1)
+        y = teacher_mlp(dim, classes)(x).argmax(-1)
+    return x, y
+
+
+def main(steps=300, lr=1e-3):
+    x, y = teacher_data(seed=0)
     loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
 
-    model = torch.nn.Sequential(torch.nn.Linear(10, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
+    model = student_mlp()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     # Races of 15 updates: the default (a share of the budget, at least 20 updates) suits longer runs.
     config = LRTunerConfig(warmup_steps=steps // 10, race_horizon=15)

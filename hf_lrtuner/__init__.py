@@ -1,7 +1,8 @@
 """LRTuner for PyTorch and the Hugging Face Trainer: tune the learning rate while training runs.
 
 The algorithm core (`LRTunerConfig`, `LRTuner`, `LossMonitor`, `LRTunerScheduler`, `TrialRunner`) does not import
-`transformers`; the Trainer integration is imported on first use.
+`transformers`; the Trainer integration is imported on first use. SQuAD v1.1 question answering is the optional
+subpackage `hf_lrtuner.squad` (`pip install hf_lrtuner[squad]`), which `import hf_lrtuner` does not load.
 """
 
 from .config import LRTunerConfig

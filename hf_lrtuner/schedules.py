@@ -1,22 +1,17 @@
 """Fixed learning-rate schedules used as baselines for the tuner.
 
-`get_knee_schedule` is the explore-exploit "Knee" baseline. It is also the shape the tuner scales: an `LRTuner` with
-`LRTunerConfig(warmup_steps=w, explore_fraction=f)` follows `get_knee_schedule(optimizer, w, T, f)` times its multiplier
-(with the default `explore_fraction=0`, Trainer's `linear` schedule).
+`get_knee_schedule` is the explore-exploit "Knee" baseline: `transformers.get_wsd_schedule` (warmup, stable, decay)
+with a linear decay to 0, its phases given as a fraction of the budget like `LRTunerConfig.explore_fraction`. It is
+also the shape the tuner scales: an `LRTuner` with `LRTunerConfig(warmup_steps=w, explore_fraction=f)` follows
+`get_knee_schedule(optimizer, w, T, f)` times its multiplier (with the default `explore_fraction=0`, Trainer's `linear`
+schedule); both place the knee with `hf_lrtuner.config.decay_start`. `transformers` is imported only when a schedule
+is built.
 """
-
-from functools import partial
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-
-def _knee_lr_lambda(current_step: int, *, num_warmup_steps: int, knee_step: int, num_training_steps: int) -> float:
-    if current_step < num_warmup_steps:
-        return current_step / max(1, num_warmup_steps)
-    if current_step < knee_step:
-        return 1.0
-    return max(0.0, (num_training_steps - current_step) / max(1, num_training_steps - knee_step))
+from .config import decay_start
 
 
 def get_knee_schedule(
@@ -29,10 +24,11 @@ def get_knee_schedule(
     """Create the "knee" schedule: linear warmup, constant learning rate, then linear decay to 0.
 
     The learning rate rises linearly from 0 to the optimizer's learning rate over `num_warmup_steps`, stays there
-    until the knee at `round(explore_fraction * num_training_steps)` (at the earliest when warmup ends) and then
-    falls linearly to 0 at `num_training_steps`. It is `transformers.get_wsd_schedule` with a linear decay, phrased
-    by fraction of the budget like `LRTunerConfig.explore_fraction`; with `explore_fraction=0` it is Trainer's
-    `linear` schedule. The default 0.5 is the Knee paper's explore fraction (the tuner's own default is 0).
+    until the knee at `round(explore_fraction * num_training_steps)` (at the earliest when warmup ends, see
+    `hf_lrtuner.config.decay_start`) and then falls linearly to 0 at `num_training_steps`. It is `transformers.get_wsd_schedule` with
+    `num_stable_steps = knee - num_warmup_steps`, `num_decay_steps = num_training_steps - knee` and
+    `decay_type="linear"`; with `explore_fraction=0` it is Trainer's `linear` schedule. The default 0.5 is the Knee
+    paper's explore fraction (the tuner's own default is 0).
 
     Args:
         optimizer (`torch.optim.Optimizer`): The optimizer whose learning rate is scheduled.
@@ -53,8 +49,14 @@ def get_knee_schedule(
         raise ValueError(
             f"num_warmup_steps must be between 0 and num_training_steps ({num_training_steps}), got {num_warmup_steps}."
         )
-    knee_step = max(num_warmup_steps, round(explore_fraction * num_training_steps))
-    lr_lambda = partial(
-        _knee_lr_lambda, num_warmup_steps=num_warmup_steps, knee_step=knee_step, num_training_steps=num_training_steps
+    from transformers import get_wsd_schedule
+
+    knee = decay_start(num_training_steps, num_warmup_steps, explore_fraction)
+    return get_wsd_schedule(
+        optimizer,
+        num_warmup_steps=num_warmup_steps,
+        num_stable_steps=knee - num_warmup_steps,
+        num_decay_steps=num_training_steps - knee,
+        decay_type="linear",
+        last_epoch=last_epoch,
     )
-    return LambdaLR(optimizer, lr_lambda, last_epoch)

@@ -59,9 +59,9 @@ from hf_lrtuner.squad import (
     QuestionAnsweringTrainer,
     build_train_features,
     build_validation_features,
+    load_evaluate_squad_metric,
     load_squad_json,
 )
-from hf_lrtuner.squad_metrics import load_evaluate_squad_metric
 
 
 logger = logging.getLogger("run_squad")

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import torch
 
@@ -6,3 +7,8 @@ import torch
 # each other down by an order of magnitude.
 torch.set_num_threads(1)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Subprocesses (DDP ranks, notebook kernels, fresh interpreters) import this checkout's hf_lrtuner, as the tests do
+# through pytest's pythonpath, not another installed copy.
+REPO = str(Path(__file__).resolve().parent.parent)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))

@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 HERE = os.path.dirname(__file__)
 REPO = os.path.dirname(os.path.abspath(HERE))
 # the launched processes import this checkout's hf_lrtuner, not whichever one is installed
@@ -10,6 +12,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
        "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
 
 
+@pytest.mark.slow
 def test_two_process_ddp_ranks_apply_the_same_lr_at_every_step(tmp_path):
     """Ranks see different data; only the reduced losses can make their decisions agree."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

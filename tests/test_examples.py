@@ -1,15 +1,10 @@
-import importlib.util
-import os
 import re
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "plain_pytorch.py")
+import plain_pytorch
 
 
 def test_plain_pytorch_example_runs_and_learns(capsys):
-    spec = importlib.util.spec_from_file_location("plain_pytorch", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    final_loss = module.main(steps=150)
+    final_loss = plain_pytorch.main(steps=150)
     out = capsys.readouterr().out
     races = re.findall(r"^race +(\d+)- *(\d+) .* -> multiplier ([\d.]+)$", out, flags=re.MULTILINE)
     assert races and races[0][:2] == ("0", "15")  # the first race starts with the run

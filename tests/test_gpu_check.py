@@ -47,6 +47,7 @@ def test_bad_arguments_exit_2_before_doing_anything(args, message, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.slow
 def test_dry_run_plans_and_runs_tiny_cpu_stages(tmp_path):
     out = tmp_path / "gpu_out"
     result = gpu_check("--dry-run", "--budget-s", "300", "--out", str(out), timeout=180,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import hf_lrtuner.squad_metrics as squad_metrics_module
+import hf_lrtuner.squad.metrics as squad_metrics_module
 from squad_fixtures import offline_squad_json, save_tiny_qa_model, squad_texts, write_squad_json
 
 

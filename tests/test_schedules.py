@@ -1,9 +1,11 @@
-"""The knee schedule: warmup, constant, linear decay to 0; the shape the tuner scales."""
+"""The knee schedule: warmup, constant, linear decay to 0, built on transformers' WSD schedule; the shape the tuner
+scales."""
 
 import pytest
 import torch
-from transformers import get_linear_schedule_with_warmup, get_wsd_schedule
+from transformers import get_linear_schedule_with_warmup
 
+from hf_lrtuner.config import decay_start
 from hf_lrtuner.schedules import get_knee_schedule
 
 
@@ -25,20 +27,45 @@ def test_knee_shape():
     assert factors[75] == pytest.approx(0.5) and factors[100] == 0.0
 
 
-def test_knee_equals_linear_warmup_stable_decay():
-    ours = lr_factors(lambda optimizer: get_knee_schedule(optimizer, 7, 93, explore_fraction=0.6), 93)
-    wsd = lr_factors(
-        lambda optimizer: get_wsd_schedule(
-            optimizer, num_warmup_steps=7, num_stable_steps=56 - 7, num_decay_steps=93 - 56, decay_type="linear"
-        ),
-        93,
-    )
-    assert ours == pytest.approx(wsd)
+def by_hand(warmup, steps, knee):
+    """The knee schedule's factor after each of 0..steps updates, from its definition."""
+    factors = []
+    for step in range(steps + 1):
+        if step < warmup:
+            factors.append(step / warmup)
+        elif step < knee:
+            factors.append(1.0)
+        else:
+            factors.append((steps - step) / (steps - knee) if step < steps else 0.0)
+    return factors
 
 
-def test_knee_never_before_warmup_ends():
-    factors = lr_factors(lambda optimizer: get_knee_schedule(optimizer, 20, 40, explore_fraction=0.0), 40)
-    assert max(factors) == factors[20] == 1.0 and factors[30] == pytest.approx(0.5)
+@pytest.mark.parametrize(
+    "warmup, steps, explore_fraction, knee",
+    [
+        (7, 93, 0.6, 56),  # warmup, stable, decay
+        (10, 100, 0.0, 10),  # no stable phase: Trainer's linear
+        (20, 40, 0.3, 20),  # warmup longer than the explore fraction: the knee waits for warmup's end
+        (10, 100, 1.0, 100),  # no decay: constant to the end, 0 after the last update
+        (0, 50, 0.5, 25),  # no warmup: starts at the full LR
+        (30, 30, 0.5, 30),  # warmup is the whole budget
+    ],
+)
+def test_knee_maps_onto_transformers_wsd_phases(warmup, steps, explore_fraction, knee):
+    assert decay_start(steps, warmup, explore_fraction) == knee
+    factors = lr_factors(lambda optimizer: get_knee_schedule(optimizer, warmup, steps, explore_fraction), steps)
+    assert factors == pytest.approx(by_hand(warmup, steps, knee))
+
+
+def test_knee_resumes_from_last_epoch():
+    uninterrupted = lr_factors(lambda optimizer: get_knee_schedule(optimizer, 10, 100), 100)
+
+    def resumed_after_60_updates(optimizer):
+        get_knee_schedule(optimizer, 10, 100)  # sets the groups' initial_lr, as the first run's scheduler did
+        optimizer.param_groups[0]["lr"] = 123.0  # whatever the optimizer's state holds, the schedule sets it
+        return get_knee_schedule(optimizer, 10, 100, last_epoch=59)
+
+    assert lr_factors(resumed_after_60_updates, 40) == pytest.approx(uninterrupted[60:])
 
 
 @pytest.mark.parametrize(

