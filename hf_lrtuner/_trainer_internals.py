@@ -14,8 +14,8 @@ accelerate 1.15.0 and torch 2.13.0 (line numbers below are transformers 5.24.0's
 - `GradientState._set_sync_gradients` (accelerate `state.py`): a replayed update is a complete one, so gradients sync.
 - `Trainer._created_lr_scheduler` (L1374, L1725): a scheduler made by `create_scheduler` is rebuilt by the next
   `train()`, as Trainer does with its own.
-- `Trainer._memory_tracker` (L2863, L2900, in `evaluate`): `QuestionAnsweringTrainer.evaluate` reports memory metrics as
-  `Trainer.evaluate` does (when `skip_memory_metrics=False`).
+- `Trainer._memory_tracker` (L2863, L2900, in `evaluate`): `QuestionAnsweringTrainer.evaluate` reports memory
+  metrics as `Trainer.evaluate` does (when `skip_memory_metrics=False`).
 - `AcceleratedOptimizer.optimizer` (the wrapped optimizer) and `AcceleratedScheduler.scheduler`,
   `.step_with_optimizer`, `.split_batches` (accelerate `scheduler.py`): its `step()` steps the wrapped scheduler once
   per process and update unless `split_batches` or `step_with_optimizer=False`.

@@ -8,7 +8,9 @@ import torch
 torch.set_num_threads(1)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# Subprocesses (DDP ranks, notebook kernels, fresh interpreters) import this checkout's hf_lrtuner, as the tests do
-# through pytest's pythonpath, not another installed copy.
-REPO = str(Path(__file__).resolve().parent.parent)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
+# Subprocesses (DDP ranks, notebook kernels, fresh interpreters) import this checkout's hf_lrtuner and the example the
+# test tasks build on, as the tests do through pytest's pythonpath, not another installed copy.
+REPO = Path(__file__).resolve().parent.parent
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(REPO), str(REPO / "examples"), os.environ.get("PYTHONPATH")])
+)

@@ -6,10 +6,7 @@ import sys
 import pytest
 
 HERE = os.path.dirname(__file__)
-REPO = os.path.dirname(os.path.abspath(HERE))
-# the launched processes import this checkout's hf_lrtuner, not whichever one is installed
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-       "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # PYTHONPATH: tests/conftest.py
 
 
 @pytest.mark.slow
@@ -36,6 +33,7 @@ def run_accelerate_loop(tmp_path, mode):
     return [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
 
 
+@pytest.mark.slow
 def test_a_scheduler_prepared_by_accelerate_is_refused_where_it_would_step_once_per_process(tmp_path):
     for rank in run_accelerate_loop(tmp_path, "prepared"):
         assert rank["world_size"] == 2
@@ -44,12 +42,14 @@ def test_a_scheduler_prepared_by_accelerate_is_refused_where_it_would_step_once_
         assert "step_scheduler_with_optimizer=False" in rank["error"]
 
 
+@pytest.mark.slow
 def test_a_loop_that_steps_accelerates_wrapper_is_stopped_at_its_first_update(tmp_path):
     for rank in run_accelerate_loop(tmp_path, "stepped_wrapper"):
         assert rank["error"].startswith("RuntimeError: TrialRunner.after_update expects one scheduler.step()")
         assert "moved from step 0 to 2" in rank["error"]
 
 
+@pytest.mark.slow
 def test_a_wrapper_that_steps_once_per_update_tunes_identically_on_every_process(tmp_path):
     ranks = run_accelerate_loop(tmp_path, "once")
     assert [r["last_epoch"] for r in ranks] == [40, 40]  # one tuner step per update, on every process

@@ -77,6 +77,7 @@ def test_dry_run_plans_and_runs_tiny_cpu_stages(tmp_path):
     assert sorted(path.name for path in out.iterdir()) == ["logs.tar.gz", "summary.txt"]
 
 
+@pytest.mark.slow
 def test_dry_run_plans_chosen_stages_with_suite_arguments(tmp_path):
     result = gpu_check("--dry-run", "--stages", "demo,suite", "--out", str(tmp_path / "out"), "--", "--tasks",
                        "squad_minilm", "--methods", "schedulefree", timeout=180,

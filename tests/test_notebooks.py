@@ -3,7 +3,6 @@
 import csv
 import json
 import math
-import os
 import random
 import sys
 from pathlib import Path
@@ -37,8 +36,6 @@ def this_interpreter_as_kernel(tmp_path, monkeypatch):
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    # this checkout's hf_lrtuner, not whichever one is installed (as pytest's own pythonpath does for the tests)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend, which needs no display
 
 

