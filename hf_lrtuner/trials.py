@@ -88,8 +88,10 @@ class TrialRunner:
         self.scheduler = scheduler
         self.train_step = train_step
         self.reduce_scores = reduce_scores
-        self.safe_point = TrainingSnapshot(model, scheduler.optimizer, scaler)  # race start, or the last healthy state
-        self.leader = TrainingSnapshot(model, scheduler.optimizer, scaler)  # end state of the race's best arm so far
+        device = scheduler.config.snapshot_device
+        # race start, or the last healthy state
+        self.safe_point = TrainingSnapshot(model, scheduler.optimizer, scaler, device=device)
+        self.leader = TrainingSnapshot(model, scheduler.optimizer, scaler, device=device)  # the race's best arm so far
         self.race_batches: List[Any] = []
         self.race_losses: List[float] = []
         self.race_rng: Optional[tuple] = None  # random-number state at the race's start: every arm draws the same dropout
