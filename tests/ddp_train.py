@@ -1,6 +1,7 @@
 """Run by test_distributed.py under `torchrun --nproc_per_node 2`: a Trainer run with LRTuner on CPU (gloo).
 
-`python ddp_train.py <output_dir> [ddp|fsdp2]`: DDP (the default), or FSDP2 through Trainer's `fsdp` arguments.
+`python ddp_train.py <output_dir> [ddp|fsdp2] [checkpoint]`: DDP (the default), or FSDP2 through Trainer's `fsdp`
+arguments with the snapshots in host memory (`snapshot_device="cpu"`); resumed from `checkpoint` if given.
 Each rank writes the LR it applied at every update, and its race records, to `<output_dir>/rank<k>.json`.
 """
 
@@ -56,7 +57,8 @@ def main(output_dir, mode="ddp", resume_from=None):
     # Different data on each rank, so that only reduced values can make the decisions agree.
     trainer = LRTunerTrainer(
         model=tiny_bert(), args=args, train_dataset=CountTask(n=512, seed=0), callbacks=[recorder],
-        lrtuner_config=LRTunerConfig(race_horizon=5, race_margin=0.0, min_improvement=0.0),
+        lrtuner_config=LRTunerConfig(race_horizon=5, race_margin=0.0, min_improvement=0.0,
+                                     snapshot_device="cpu" if mode == "fsdp2" else None),
     )
     trainer.train(resume_from_checkpoint=resume_from)
     result = {

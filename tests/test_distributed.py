@@ -38,7 +38,8 @@ def test_two_process_ddp_ranks_apply_the_same_lr_at_every_step(ddp_ranks):
 
 
 def test_two_process_fsdp2_trainer_run_tunes_as_ddp_does_and_resumes_from_its_checkpoint(tmp_path, ddp_ranks):
-    """LRTunerTrainer under Trainer's FSDP2 (accelerate patched to allow FSDP on CPU, in ddp_train.py only)."""
+    """LRTunerTrainer under Trainer's FSDP2 (accelerate patched to allow FSDP on CPU, in ddp_train.py only), with
+    snapshot_device="cpu"."""
     ranks = launch("ddp_train.py", tmp_path / "full", "fsdp2")
     assert [(r["fsdp2"], r["sharded"]) for r in ranks] == [(True, True)] * 2  # really FSDP2, not a DDP fallback
     assert ranks[0]["lrs"] == ranks[1]["lrs"] and ranks[0]["records"] == ranks[1]["records"]
