@@ -179,9 +179,9 @@ class LRTunerCallback(TrainerCallback):
         backend = internals.sharding_backend(trainer)
         if backend == "FSDP1":
             raise ValueError(
-                "LRTuner supports FSDP2 (torch's fully_shard), not FSDP1: its races snapshot each process's shards, "
-                "which only FSDP2's sharded parameters are tested for. Set TrainingArguments(fsdp_config={'version': "
-                "2, ...}) (accelerate config: fsdp_version: 2)."
+                "LRTuner supports FSDP2 (torch's fully_shard), not FSDP1, whose flat parameters its snapshots are "
+                "not tested on. Set TrainingArguments(fsdp_config={'version': 2, ...}) (accelerate config: "
+                "fsdp_version: 2)."
             )
         if backend == "DeepSpeed":
             raise ValueError(
@@ -197,7 +197,7 @@ class LRTunerCallback(TrainerCallback):
             fix = (
                 "Trainer refuses optimizers=(...) under FSDP: use LRTunerTrainer, or LRTunerTrainerMixin on your "
                 "Trainer subclass, which build the LRTunerScheduler in create_scheduler."
-                if internals.sharding_backend(trainer) is not None
+                if internals.sharding_backend(trainer) == "FSDP2"  # the only sharding that gets this far
                 else "Pass optimizers=(optimizer, LRTunerScheduler(optimizer)) to Trainer, or use LRTunerTrainer, "
                 "which builds it."
             )
