@@ -8,9 +8,11 @@ accelerate 1.15.0 and torch 2.13.0 (line numbers below are transformers 5.24.0's
 - `Trainer.training_step` is replaced on the instance for a run (the documented way is a subclass, which a callback
   cannot impose); `Trainer.current_gradient_accumulation_steps` (set per update, L1885) divides each micro-batch loss
   (L2119), so a replay sets it to the replayed update's micro-batches.
-- `Trainer.model_wrapped` (the DDP-wrapped model, L1781), `Trainer.accelerator` (its `scaler`,
-  `optimizer_step_was_skipped`, `gradient_state`, `clip_grad_norm_`, `reduce`), `Trainer.is_fsdp_enabled` and
-  `Trainer.is_deepspeed_enabled` (L874-875).
+- `Trainer.model_wrapped` (the DDP- or FSDP-wrapped model, L1781), `Trainer.accelerator` (its `scaler`,
+  `optimizer_step_was_skipped`, `gradient_state`, `reduce`, and `state.fsdp_plugin.fsdp_version` as Trainer reads it
+  at L1720), `Trainer.is_fsdp_enabled` and `Trainer.is_deepspeed_enabled` (L874-875).
+- `Trainer._clip_grad_norm` (L2781): the clipping of Trainer's own updates (accelerate's `clip_grad_norm_`, which
+  handles FSDP2's sharded gradients, or a norm per device mesh).
 - `GradientState._set_sync_gradients` (accelerate `state.py`): a replayed update is a complete one, so gradients sync.
 - `Trainer._created_lr_scheduler` (L1374, L1725): a scheduler made by `create_scheduler` is rebuilt by the next
   `train()`, as Trainer does with its own.
@@ -58,10 +60,11 @@ def stop_memory_tracking(trainer, metrics: dict) -> None:
     trainer._memory_tracker.stop_and_update_metrics(metrics)
 
 
-def unsupported_backend(trainer) -> Optional[str]:
-    """"FSDP" or "DeepSpeed" when `trainer` shards the model and optimizer state; `None` otherwise."""
+def sharding_backend(trainer) -> Optional[str]:
+    """How `trainer` shards the model and optimizer state: "FSDP2" (torch's `fully_shard`), "FSDP1"
+    (`FullyShardedDataParallel`), "DeepSpeed", or `None` (not sharded)."""
     if getattr(trainer, "is_fsdp_enabled", False):
-        return "FSDP"
+        return f"FSDP{getattr(trainer.accelerator.state.fsdp_plugin, 'fsdp_version', 1)}"
     return "DeepSpeed" if getattr(trainer, "is_deepspeed_enabled", False) else None
 
 
@@ -96,7 +99,8 @@ def unwrap_training_step(trainer):
 
 def replay_update(trainer, training_step: Callable, micro_batches: List[Tuple[dict, tuple, dict]]) -> torch.Tensor:
     """Make one update again, exactly as Trainer made it: `training_step` on every micro-batch (autocast, loss
-    scaling, DDP gradient sync), gradient clipping, optimizer step. Returns the update's loss.
+    scaling, DDP gradient sync or FSDP's reduce-scatter), gradient clipping, optimizer step. Returns the update's
+    loss.
 
     Args:
         trainer (`transformers.Trainer`): the trainer whose model and optimizer are updated.
@@ -114,7 +118,7 @@ def replay_update(trainer, training_step: Callable, micro_batches: List[Tuple[di
     try:
         loss = sum(training_step(model, dict(inputs), *args, **kwargs) for inputs, args, kwargs in micro_batches)
         if trainer.args.max_grad_norm is not None and trainer.args.max_grad_norm > 0:
-            trainer.accelerator.clip_grad_norm_(model.parameters(), trainer.args.max_grad_norm)
+            trainer._clip_grad_norm(model)
         trainer.optimizer.step()
         model.zero_grad()
     finally:

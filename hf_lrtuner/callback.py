@@ -33,6 +33,11 @@ class LRTunerCallback(TrainerCallback):
     `LRTunerCallback().bind(trainer)` (which also adds it to the trainer's callbacks), or `LRTunerTrainer` /
     `LRTunerTrainerMixin`, which do it. An unbound callback refuses to start training.
 
+    Under FSDP2 (`TrainingArguments(fsdp=..., fsdp_config={"version": 2})`) every process snapshots its own shards of
+    the parameters and optimizer state. Trainer refuses `optimizers=` there, so use `LRTunerTrainer` or
+    `LRTunerTrainerMixin`, which build the scheduler in `create_scheduler`. FSDP1 and DeepSpeed are refused at train
+    begin, with the way to switch.
+
     Example:
 
     ```python
@@ -171,21 +176,34 @@ class LRTunerCallback(TrainerCallback):
     # ------------------------------------------------------------------------------------------- checks
     @staticmethod
     def _check_supported(trainer: Trainer):
-        backend = internals.unsupported_backend(trainer)
-        if backend is not None:
+        backend = internals.sharding_backend(trainer)
+        if backend == "FSDP1":
             raise ValueError(
-                f"LRTuner does not support {backend}: its races snapshot and restore the full model and optimizer "
-                "state, which are sharded there. Use DDP (plain multi-process Trainer), or a fixed schedule such as "
-                "lr_scheduler_type='warmup_stable_decay' with this backend."
+                "LRTuner supports FSDP2 (torch's fully_shard), not FSDP1, whose flat parameters its snapshots are "
+                "not tested on. Set TrainingArguments(fsdp_config={'version': 2, ...}) (accelerate config: "
+                "fsdp_version: 2)."
+            )
+        if backend == "DeepSpeed":
+            raise ValueError(
+                "LRTuner does not support DeepSpeed: its races snapshot and restore the optimizer state, which "
+                "DeepSpeed's engine partitions and owns. Use FSDP2 instead (LRTunerTrainer with "
+                "TrainingArguments(fsdp='full_shard', fsdp_config={'version': 2})), DDP, or a fixed schedule such as "
+                "lr_scheduler_type='warmup_stable_decay' with DeepSpeed."
             )
 
     @staticmethod
     def _check_scheduler(trainer: Trainer, lr_scheduler) -> LRTunerScheduler:
         if not isinstance(lr_scheduler, LRTunerScheduler):
+            fix = (
+                "Trainer refuses optimizers=(...) under FSDP: use LRTunerTrainer, or LRTunerTrainerMixin on your "
+                "Trainer subclass, which build the LRTunerScheduler in create_scheduler."
+                if internals.sharding_backend(trainer) == "FSDP2"  # the only sharding that gets this far
+                else "Pass optimizers=(optimizer, LRTunerScheduler(optimizer)) to Trainer, or use LRTunerTrainer, "
+                "which builds it."
+            )
             raise ValueError(
                 f"LRTunerCallback needs Trainer's lr_scheduler to be an LRTunerScheduler, got "
-                f"{type(lr_scheduler).__name__}. Pass optimizers=(optimizer, LRTunerScheduler(optimizer)) to Trainer, "
-                "or use LRTunerTrainer, which builds it."
+                f"{type(lr_scheduler).__name__}. {fix}"
             )
         stepped = trainer.optimizer  # accelerate's wrapper; a scheduler may hold it or the optimizer it wraps
         if lr_scheduler.optimizer not in (stepped, internals.unwrap_optimizer(stepped)):

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
+
 # Default race horizon: this share of the budget, but never fewer than MIN_DEFAULT_HORIZON updates. On the fresh-head
 # tier of the tuner suite, races shorter than 0.1-0.2 of the budget pick 2-16x too large an LR (`docs/method.md`,
 # section 0). A lower LR that wins a shorter race wins against that bias, so downward challengers race half as long.
@@ -57,6 +59,12 @@ class LRTunerConfig:
             Lowest multiplier of the initial LR the tuner may reach, in (0, 1].
         max_multiplier (`float`, *optional*, defaults to 100.0):
             Highest multiplier of the initial LR the tuner may reach, >= 1.
+        snapshot_device (`str`, *optional*):
+            Where races keep their two snapshots of the training state (parameters, buffers, optimizer state).
+            `None`: on the training device. `"cpu"`: in host memory (pinned when training on CUDA), which frees their
+            GPU memory for the cost of copies over PCIe at each race start, switch and roll-back. Any
+            `torch.device` string is accepted. Not part of the run's state: a resumed run keeps the value it is
+            given, not the checkpoint's.
     """
 
     warmup_steps: int = 0
@@ -71,6 +79,7 @@ class LRTunerConfig:
     collapse_fraction: float = 0.5
     min_multiplier: float = 0.01
     max_multiplier: float = 100.0
+    snapshot_device: Optional[str] = None
 
     def __post_init__(self):
         _check_int(self, "warmup_steps", minimum=0)
@@ -92,6 +101,7 @@ class LRTunerConfig:
         _check_float(self, "collapse_fraction", low=0.0, high=1.0, closed="(0, 1]", include_low=False)
         _check_float(self, "min_multiplier", low=0.0, high=1.0, closed="(0, 1]", include_low=False)
         _check_float(self, "max_multiplier", low=1.0, high=math.inf, closed="[1, inf)")
+        _check_device(self, "snapshot_device")
 
     def resolve_race_horizon(self, total_steps: int) -> int:
         """Updates per upward race for a budget of `total_steps` updates."""
@@ -127,6 +137,20 @@ def _updates(value, total_steps: int, default_fraction: float, minimum: int) -> 
     if isinstance(value, float):
         return max(minimum, round(value * total_steps))
     return value
+
+
+def _check_device(config, name):
+    """A device name or `torch.device`, kept as its string (the config is saved in plain Python types)."""
+    value = getattr(config, name)
+    if value is None:
+        return
+    try:
+        setattr(config, name, str(torch.device(value)))
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"LRTunerConfig.{name}={value!r} is invalid: it must be None (the training device), 'cpu', or a "
+            f"torch.device string such as 'cuda:1' ({error})."
+        ) from None
 
 
 def _check_int(config, name, minimum):

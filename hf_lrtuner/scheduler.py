@@ -120,7 +120,8 @@ class LRTunerScheduler(LRScheduler):
         self._step_count = state_dict["_step_count"]
         self.base_lrs = list(state_dict["base_lrs"])
         self._last_lr = list(state_dict["_last_lr"])
-        self.config = LRTunerConfig(**state_dict["config"])
+        # where snapshots live depends on the machine, not on the run: keep this scheduler's choice
+        self.config = LRTunerConfig(**{**state_dict["config"], "snapshot_device": self.config.snapshot_device})
         self.tuner = None
         if state_dict["tuner"] is not None:
             self.tuner = LRTuner.from_state_dict(state_dict["tuner"])

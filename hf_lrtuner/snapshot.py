@@ -2,47 +2,119 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 import torch
+
+try:
+    from torch.distributed.tensor import DTensor
+except ImportError:  # a torch build without torch.distributed: no sharded tensors either
+    DTensor = None
 
 
 def _copy_value(value: Any) -> Any:
     return value.detach().clone() if isinstance(value, torch.Tensor) else value
 
 
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """This process's part of `tensor`: a DTensor's local shard (sharing its storage, so writing into it writes into
+    the DTensor), any other tensor itself."""
+    tensor = tensor.detach()
+    return tensor.to_local() if DTensor is not None and isinstance(tensor, DTensor) else tensor
+
+
+class _TensorCopy:
+    """The local values of one tensor, and what it takes to rebuild the tensor if the optimizer dropped it."""
+
+    __slots__ = ("values", "device", "spec")
+
+    def __init__(self, values: torch.Tensor, tensor: torch.Tensor):
+        self.values = values
+        self.device = _local(tensor).device
+        self.spec = None
+        if DTensor is not None and isinstance(tensor, DTensor):
+            self.spec = (tensor.device_mesh, tensor.placements, tensor.shape, tensor.stride())
+
+    def rebuild(self) -> torch.Tensor:
+        local = self.values.to(self.device, copy=True)
+        if self.spec is None:
+            return local
+        mesh, placements, shape, stride = self.spec
+        return DTensor.from_local(local, mesh, placements, run_check=False, shape=shape, stride=stride)
+
+
 class TrainingSnapshot:
     """Copies of a model's parameters and buffers, an optimizer's state and hyperparameters, and a grad scaler.
 
     Restoring copies the values back into the same tensors, so references held elsewhere (DDP buckets, fused
-    optimizers, accelerate wrappers) stay valid. The copies live on the tensors' own devices and are reused by the
-    next `capture()`, so a run holds one snapshot's worth of extra memory.
+    optimizers, accelerate wrappers, FSDP2's sharded parameters) stay valid. Only this process's part of a sharded
+    tensor (a `DTensor`'s local shard under FSDP2) is copied: every process snapshots and restores its own shards. The
+    copies are allocated by the first `capture()` and reused by the next ones.
 
     Args:
         model (`torch.nn.Module`): the model (for DDP, the wrapped module's parameters are the same tensors).
         optimizer (`torch.optim.Optimizer`): the optimizer that the training updates step.
         scaler (`torch.amp.GradScaler`, *optional*): the fp16 loss scaler, if one is used.
+        device (`str` or `torch.device`, *optional*): where the copies live. `None` (the default): on each tensor's
+            own device. `"cpu"`: in host memory, pinned when the tensors are on CUDA, with non-blocking copies and
+            one synchronization at the end of each `capture()` and `restore()`.
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: Optional[Any] = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: Optional[Any] = None,
+        device: Optional[Union[str, torch.device]] = None,
+    ):
         self.model = model
         self.optimizer = optimizer
         self.scaler = scaler
+        self.device = None if device is None else torch.device(device)
         self._tensors = list(model.parameters()) + list(model.buffers())
         self._tensor_copies: Optional[list] = None
         self._optimizer_state: Dict[torch.Tensor, Dict[str, Any]] = {}
         self._group_settings: list = []
         self._scaler_state: Optional[dict] = None
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the copies of the parameters, buffers and optimizer state hold (0 before the first capture)."""
+        copies = list(self._tensor_copies or []) + [
+            value for state in self._optimizer_state.values() for value in state.values()
+        ]
+        return sum(c.values.numel() * c.values.element_size() for c in copies if isinstance(c, _TensorCopy))
+
+    def _save(self, tensor: torch.Tensor, previous: Any) -> _TensorCopy:
+        """Copy `tensor`'s local values into `previous`'s buffer when it fits, else into a new one."""
+        local = _local(tensor)
+        if isinstance(previous, _TensorCopy) and previous.values.shape == local.shape and (
+            previous.values.dtype == local.dtype
+        ):
+            previous.values.copy_(local, non_blocking=True)
+            return previous
+        device = self.device if self.device is not None else local.device
+        # pinned host memory is what lets device-to-host copies run without blocking
+        values = torch.empty(local.shape, dtype=local.dtype, device=device,
+                             pin_memory=device.type == "cpu" and local.device.type == "cuda")
+        values.copy_(local, non_blocking=True)
+        return _TensorCopy(values, tensor)
+
+    def _synchronize(self):
+        """Wait for the non-blocking copies between devices: nothing reads the state before they are done."""
+        if self.device is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
     @torch.no_grad()
     def capture(self):
-        if self._tensor_copies is None:
-            self._tensor_copies = [t.detach().clone() for t in self._tensors]
-        else:
-            for copy, tensor in zip(self._tensor_copies, self._tensors):
-                copy.copy_(tensor)
+        copies = self._tensor_copies or [None] * len(self._tensors)
+        self._tensor_copies = [self._save(tensor, copy) for tensor, copy in zip(self._tensors, copies)]
+        previous = self._optimizer_state
         self._optimizer_state = {
-            param: {key: _copy_value(value) for key, value in state.items()}
+            param: {
+                key: self._save(value, previous.get(param, {}).get(key)) if isinstance(value, torch.Tensor) else value
+                for key, value in state.items()
+            }
             for param, state in self.optimizer.state.items()
         }
         self._group_settings = [
@@ -50,13 +122,14 @@ class TrainingSnapshot:
             for group in self.optimizer.param_groups
         ]
         self._scaler_state = self.scaler.state_dict() if self.scaler is not None else None
+        self._synchronize()
 
     @torch.no_grad()
     def restore(self):
         if self._tensor_copies is None:
             raise RuntimeError("TrainingSnapshot.restore() called before capture().")
         for copy, tensor in zip(self._tensor_copies, self._tensors):
-            tensor.copy_(copy)
+            _local(tensor).copy_(copy.values, non_blocking=True)
         state = self.optimizer.state
         for param in [p for p in state if p not in self._optimizer_state]:
             del state[param]  # state created lazily during a trial (e.g. Adam moments before the first update)
@@ -64,10 +137,12 @@ class TrainingSnapshot:
             current = state.setdefault(param, {})
             for key, value in saved.items():
                 target = current.get(key)
-                if isinstance(value, torch.Tensor) and isinstance(target, torch.Tensor) and target.shape == value.shape:
-                    target.copy_(value)
+                if not isinstance(value, _TensorCopy):
+                    current[key] = value
+                elif isinstance(target, torch.Tensor) and _local(target).shape == value.values.shape:
+                    _local(target).copy_(value.values, non_blocking=True)
                 else:
-                    current[key] = _copy_value(value)
+                    current[key] = value.rebuild()
         for group, saved in zip(self.optimizer.param_groups, self._group_settings):
             for key, value in saved.items():
                 if isinstance(group.get(key), torch.Tensor) and isinstance(value, torch.Tensor):
@@ -77,3 +152,4 @@ class TrainingSnapshot:
         if self._scaler_state is not None:
             self.scaler.load_state_dict(self._scaler_state)
         self.optimizer.zero_grad(set_to_none=True)
+        self._synchronize()

@@ -27,6 +27,8 @@ class TrialRunner:
     warmup ramp included), and the tuner compares its losses with the real run's. Training continues from the winning branch, so the
     model, optimizer and scaler state may be replaced in place. A loss that is non-finite, or that shows training
     collapsing (see [`LossMonitor`]), rolls the state back to the last safe point and lowers the LR, at any update.
+    The two snapshots (race start, leading branch) live where the scheduler's `LRTunerConfig.snapshot_device` says;
+    under FSDP2 each process snapshots its own shards.
 
     Args:
         model (`torch.nn.Module`): the model being trained.
@@ -88,8 +90,10 @@ class TrialRunner:
         self.scheduler = scheduler
         self.train_step = train_step
         self.reduce_scores = reduce_scores
-        self.safe_point = TrainingSnapshot(model, scheduler.optimizer, scaler)  # race start, or the last healthy state
-        self.leader = TrainingSnapshot(model, scheduler.optimizer, scaler)  # end state of the race's best arm so far
+        snapshot = dict(model=model, optimizer=scheduler.optimizer, scaler=scaler,
+                        device=scheduler.config.snapshot_device)
+        self.safe_point = TrainingSnapshot(**snapshot)  # race start, or the last healthy state
+        self.leader = TrainingSnapshot(**snapshot)  # end state of the race's best arm so far
         self.race_batches: List[Any] = []
         self.race_losses: List[float] = []
         self.race_rng: Optional[tuple] = None  # random-number state at the race's start: every arm draws the same dropout

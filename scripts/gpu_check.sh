@@ -18,11 +18,14 @@
 #                seeds 0-2, side by side
 #   suite        scripts/tuner_suite.py on cuda (--jobs 12) with the SUITE ARGS after -- (default: --tasks minilm_cls
 #                --seeds 0 1 2 --guesses 0.1 0.3 1 3 10), with whatever time is left
+#   memory       scripts/measure_memory.py --device cuda: GPU peak memory (torch.cuda.max_memory_allocated) and host
+#                RSS of the tiny BERT and MiniLM without LRTuner, and with its snapshots on the GPU and in pinned host
+#                memory (snapshot_device="cpu"), into memory_gpu.csv
 # Suite rows are written as runs finish, so a timeout still returns them.
-# OUT (${OUT:-gpu_out}) gets at most six files, what a device call brings back: summary.txt (stage, exit status,
-# seconds), demo.csv, demo_records.json, suite_gpu.csv, suite_gpu_records.jsonl and logs.tar.gz (every stage's
-# log). The repository is used from the source tree through PYTHONPATH (the machine's transformers may be older
-# than setup.cfg's floor), never pip-installed.
+# OUT (${OUT:-gpu_out}) gets at most seven files, what a device call brings back: summary.txt (stage, exit status,
+# seconds), demo.csv, demo_records.json, suite_gpu.csv, suite_gpu_records.jsonl, memory_gpu.csv and logs.tar.gz
+# (every stage's log). The repository is used from the source tree through PYTHONPATH (the machine's transformers
+# may be older than setup.cfg's floor), never pip-installed.
 #
 # --dry-run prints the plan and runs nothing heavy: no install, no GPU; the suite's --help, the pytest selection
 # (--collect-only) and tiny minilm_cls runs (linear, lrtuner and the best peer; 2 updates, 1 layer) on the CPU.
@@ -38,7 +41,7 @@ usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; }
 
 BUDGET=450
 STAGES="install,env,pytest,squad_large"
-KNOWN_STAGES="install env pytest squad_large demo suite"
+KNOWN_STAGES="install env pytest squad_large demo suite memory"
 DRY_RUN=0
 PREPARE=0
 OUT="${OUT:-gpu_out}"
@@ -141,7 +144,7 @@ mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 SUMMARY="$OUT/summary.txt"
 # Stage logs, per-run outputs and per-task CSVs: OUT keeps only the few files a device call brings back (at most 8):
-# summary.txt, suite_gpu.csv, suite_gpu_records.jsonl, demo.csv, demo_records.json and logs.tar.gz.
+# summary.txt, suite_gpu.csv, suite_gpu_records.jsonl, demo.csv, demo_records.json, memory_gpu.csv and logs.tar.gz.
 WORK="$(mktemp -d)"
 : > "$SUMMARY"
 START=$SECONDS
@@ -322,6 +325,7 @@ SQUAD_LARGE="$PYTHON scripts/tuner_suite.py --tasks squad_minilm_large --stage t
 SQUAD_LARGE="$SQUAD_LARGE --methods linear lrtuner $BEST_PEER --guesses 1 10 --seeds 0 1 2 --device cuda --jobs 15"
 SQUAD_LARGE="$SQUAD_LARGE --csv $WORK/suite_gpu_squad_large.csv"
 TINY="$PYTHON $SNIPPETS/tiny_runs.py $BEST_PEER"
+MEMORY="$PYTHON scripts/measure_memory.py --device cuda --csv $OUT/memory_gpu.csv"
 
 
 echo "gpu_check: budget ${BUDGET}s, stages $STAGES, output $OUT, dry run $DRY_RUN" | tee -a "$SUMMARY"
@@ -333,6 +337,7 @@ if [ "$DRY_RUN" = 1 ]; then
     wants squad_large && echo "  squad_large: $SQUAD_LARGE"
     wants demo && echo "  demo:        $PYTHON $SNIPPETS/demo.py (run_squad.py --preset offline_cpu, linear/lrtuner x seeds 0-2)"
     wants suite && echo "  suite:       $SUITE"
+    wants memory && echo "  memory:      $MEMORY"
     echo "wheels in .whl/:"
     (ls -la .whl/*.whl 2>/dev/null && du -sh .whl) | sed 's/^/  /' \
         || echo "  (none: bash scripts/gpu_check.sh --prepare-wheels)"
@@ -354,6 +359,7 @@ else
     wants squad_large && stage squad_large 100000 20 "$SQUAD_LARGE"
     wants demo && stage demo 240 20 "$PYTHON $SNIPPETS/demo.py $WORK $OUT"
     wants suite && stage suite 100000 20 "$SUITE"
+    wants memory && stage memory 180 20 "$MEMORY"
     "$PYTHON" "$SNIPPETS/merge_csv.py" "$WORK" "$OUT" 2>&1 | tee -a "$SUMMARY"
 fi
 tar -czf "$OUT/logs.tar.gz" -C "$WORK" $(cd "$WORK" && ls *.log 2>/dev/null)

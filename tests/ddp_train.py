@@ -1,5 +1,7 @@
 """Run by test_distributed.py under `torchrun --nproc_per_node 2`: a Trainer run with LRTuner on CPU (gloo).
 
+`python ddp_train.py <output_dir> [ddp|fsdp2] [checkpoint]`: DDP (the default), or FSDP2 through Trainer's `fsdp`
+arguments with the snapshots in host memory (`snapshot_device="cpu"`); resumed from `checkpoint` if given.
 Each rank writes the LR it applied at every update, and its race records, to `<output_dir>/rank<k>.json`. As a script,
 it finds `trainer_task` beside it (Python puts the script's directory first on `sys.path`).
 """
@@ -9,6 +11,7 @@ import os
 import sys
 
 import torch
+from torch.distributed.tensor import DTensor
 from transformers import TrainerCallback
 
 from hf_lrtuner import LRTunerConfig, LRTunerTrainer
@@ -23,18 +26,45 @@ class RecordAppliedLR(TrainerCallback):
         self.lrs.append(float(optimizer.param_groups[0]["lr"]))
 
 
-def main(output_dir):
+def let_accelerate_run_fsdp_on_cpu():
+    """Test-only patch. accelerate 1.15 turns FSDP on for accelerators only: on CPU it silently falls back to DDP and
+    ignores the FSDP plugin, although FSDP2 itself runs on CPU with gloo. This makes its state FSDP, as it would be on
+    GPUs, for the processes of this test."""
+    import accelerate.state
+    from accelerate.utils import DistributedType
+
+    init = accelerate.state.AcceleratorState.__init__
+
+    def fsdp_on_cpu(self, *args, fsdp_plugin=None, **kwargs):
+        init(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = fsdp_plugin
+            accelerate.state.PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+
+    accelerate.state.AcceleratorState.__init__ = fsdp_on_cpu
+
+
+def main(output_dir, mode="ddp", resume_from=None):
     torch.set_num_threads(1)
     recorder = RecordAppliedLR()
-    args = tiny_args(output_dir, max_steps=30, per_device_train_batch_size=8, ddp_backend="gloo", seed=3)
+    fsdp = {}
+    if mode == "fsdp2":
+        let_accelerate_run_fsdp_on_cpu()
+        fsdp = dict(fsdp="full_shard", fsdp_config={"version": 2, "transformer_layer_cls_to_wrap": ["BertLayer"]})
+    args = tiny_args(output_dir, max_steps=30, per_device_train_batch_size=8, ddp_backend="gloo", seed=3,
+                      save_strategy="steps", save_steps=10, **fsdp)
     # Different data on each rank, so that only reduced values can make the decisions agree.
     trainer = LRTunerTrainer(
         model=tiny_bert(), args=args, train_dataset=CountTask(n=512, seed=0), callbacks=[recorder],
-        lrtuner_config=LRTunerConfig(race_horizon=5, race_margin=0.0, min_improvement=0.0),
+        lrtuner_config=LRTunerConfig(race_horizon=5, race_margin=0.0, min_improvement=0.0,
+                                     snapshot_device="cpu" if mode == "fsdp2" else None),
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from)
     result = {
         "world_size": args.world_size,
+        "fsdp2": trainer.accelerator.is_fsdp2,
+        "sharded": all(isinstance(p, DTensor) for p in trainer.model.parameters()),
         "lrs": recorder.lrs,
         "records": trainer.lr_scheduler.tuner.records,
     }
@@ -44,7 +74,7 @@ def main(output_dir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])
     # On a loaded machine a rank whose work is done (its file written, the group destroyed) sometimes aborts in
     # torch's C++ teardown at interpreter exit ("terminate called without an active exception", no Python frame).
     # Measured under a 2-core load: 7 of 52 runs without this exit, 0 of 16 with it. Nothing is left to do, so the

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -283,15 +284,23 @@ def test_iterable_dataset_needs_only_a_budget(tmp_path):
     assert trainer.lr_scheduler.tuner.records and trainer.lr_scheduler.tuner.trial_updates >= 10
 
 
-def test_fsdp_and_deepspeed_are_refused_with_an_alternative(tmp_path):
+def test_fsdp1_and_deepspeed_are_refused_with_fsdp2_as_the_alternative(tmp_path, monkeypatch):
     trainer = LRTunerTrainer(model=tiny_bert(), args=tiny_args(tmp_path), train_dataset=CountTask(), lrtuner_config=CONFIG)
-    # What Trainer sets when accelerate runs FSDP or DeepSpeed; both need a distributed launch (and DeepSpeed a GPU).
+    callback = lrtuner_callback(trainer)
+    # What Trainer and accelerate set under FSDP or DeepSpeed (a real FSDP2 run is in test_distributed.py).
     trainer.is_fsdp_enabled = True
-    with pytest.raises(ValueError, match="does not support FSDP.*Use DDP"):
-        lrtuner_callback(trainer)._check_supported(trainer)
+    monkeypatch.setattr(trainer.accelerator.state, "fsdp_plugin", SimpleNamespace(fsdp_version=1), raising=False)
+    with pytest.raises(ValueError, match=r"supports FSDP2 .*not FSDP1.*fsdp_config=\{'version': 2"):
+        callback._check_supported(trainer)
+    trainer.accelerator.state.fsdp_plugin.fsdp_version = 2
+    callback._check_supported(trainer)
+    # Trainer refuses optimizers=(...) under FSDP, so the usual advice would not work there
+    other = torch.optim.lr_scheduler.ConstantLR(torch.optim.SGD(trainer.model.parameters()))
+    with pytest.raises(ValueError, match="got ConstantLR. Trainer refuses optimizers=.* under FSDP: use LRTunerTr"):
+        callback._check_scheduler(trainer, other)
     trainer.is_fsdp_enabled, trainer.is_deepspeed_enabled = False, True
-    with pytest.raises(ValueError, match="does not support DeepSpeed.*Use DDP"):
-        lrtuner_callback(trainer)._check_supported(trainer)
+    with pytest.raises(ValueError, match=r"does not support DeepSpeed.*Use FSDP2 instead \(LRTunerTrainer"):
+        callback._check_supported(trainer)
 
 
 def test_a_non_finite_loss_rolls_back_at_once_whatever_the_logging_interval(tmp_path):

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from hf_lrtuner import LRTunerConfig
 
@@ -25,6 +26,8 @@ BAD_VALUES = [
     ("min_multiplier", 2.0),
     ("max_multiplier", 0.5),
     ("max_races", True),
+    ("snapshot_device", "gpu0"),
+    ("snapshot_device", 1.5),
 ]
 
 
@@ -45,3 +48,9 @@ def test_default_horizon_follows_the_budget_with_a_floor():
     assert LRTunerConfig(race_horizon=30.0).race_horizon == 30
     assert LRTunerConfig(race_horizon=7).resolve_race_horizon(14_000) == 7
     assert LRTunerConfig(race_horizon=40, down_horizon=3).resolve_down_horizon(14_000) == 3
+
+
+def test_snapshot_device_is_kept_as_a_device_string():
+    assert LRTunerConfig().snapshot_device is None
+    assert LRTunerConfig(snapshot_device=torch.device("cpu")).snapshot_device == "cpu"
+    assert LRTunerConfig(snapshot_device="cuda:1").snapshot_device == "cuda:1"  # parsed, not checked against devices

@@ -9,14 +9,25 @@ HERE = os.path.dirname(__file__)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # PYTHONPATH: tests/conftest.py
 
 
-@pytest.mark.slow
-def test_two_process_ddp_ranks_apply_the_same_lr_at_every_step(tmp_path):
-    """Ranks see different data; only the reduced losses can make their decisions agree."""
+def launch(script, *args):
+    """`script args` under a 2-process launch on CPU (gloo); returns each rank's `rank<k>.json` (args[0] is the
+    output directory)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               os.path.join(HERE, "ddp_train.py"), str(tmp_path)]
+               os.path.join(HERE, script), *map(str, args)]
     completed = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
+    return [json.loads((args[0] / f"rank{k}.json").read_text()) for k in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def ddp_ranks(tmp_path_factory):
+    return launch("ddp_train.py", tmp_path_factory.mktemp("ddp"), "ddp")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_ranks_apply_the_same_lr_at_every_step(ddp_ranks):
+    """Ranks see different data; only the reduced losses can make their decisions agree."""
+    ranks = ddp_ranks
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert len(ranks[0]["lrs"]) == 30
     assert ranks[0]["lrs"] == ranks[1]["lrs"]
@@ -24,13 +35,39 @@ def test_two_process_ddp_ranks_apply_the_same_lr_at_every_step(tmp_path):
     assert len(set(ranks[0]["lrs"])) > 5  # the tuner did change the LR
 
 
+@pytest.mark.slow
+def test_two_process_fsdp2_trainer_run_tunes_as_ddp_does_and_resumes_from_its_checkpoint(tmp_path, ddp_ranks):
+    """LRTunerTrainer under Trainer's FSDP2 (accelerate patched to allow FSDP on CPU, in ddp_train.py only), with
+    snapshot_device="cpu"."""
+    ranks = launch("ddp_train.py", tmp_path / "full", "fsdp2")
+    assert [(r["fsdp2"], r["sharded"]) for r in ranks] == [(True, True)] * 2  # really FSDP2, not a DDP fallback
+    assert ranks[0]["lrs"] == ranks[1]["lrs"] and ranks[0]["records"] == ranks[1]["records"]
+    # the same decisions as DDP from the same data: sharding changes where the state lives, not the run
+    assert ranks[0]["lrs"] == ddp_ranks[0]["lrs"] and ranks[0]["records"] == ddp_ranks[0]["records"]
+    assert [r["step"] for r in ranks[0]["records"]] == [0, 5, 10]
+    # checkpoint 10 (a race's start) holds each rank's shards; the resumed run races and decides as the full one
+    resumed = launch("ddp_train.py", tmp_path / "resumed", "fsdp2", tmp_path / "full" / "checkpoint-10")
+    assert resumed[0]["lrs"] == resumed[1]["lrs"] == ranks[0]["lrs"][10:]
+    assert resumed[0]["records"] == ranks[0]["records"]
+
+
+@pytest.mark.slow
+def test_two_process_fsdp2_loop_restores_sharded_state_bit_identically_and_agrees_on_lrs(tmp_path):
+    ranks = launch("fsdp_train.py", tmp_path)
+    for rank in ranks:
+        assert rank["world_size"] == 2 and rank["sharded"]
+        # unbeatable races: after their trials, the sharded parameters and AdamW state are the reference run's
+        assert rank["unbeatable_trial_updates"] > 0 and rank["unbeatable_equals_reference"]
+        # the snapshot holds this rank's shards (half of each parameter) and rebuilds a DTensor the optimizer dropped
+        assert rank["local_copies"] and rank["rebuilt_dtensor"] and rank["restored"]
+    assert ranks[0]["nbytes"] == ranks[1]["nbytes"] > 0
+    assert ranks[0]["lrs"] == ranks[1]["lrs"] and ranks[0]["records"] == ranks[1]["records"]
+    assert len(ranks[0]["records"]) >= 2 and len(set(ranks[0]["lrs"])) > 5  # races ran and moved the LR
+
+
 def run_accelerate_loop(tmp_path, mode):
     """The ranks' results of `accelerate_train.py` in `mode` under a 2-process launch."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               os.path.join(HERE, "accelerate_train.py"), str(tmp_path), mode]
-    completed = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
+    return launch("accelerate_train.py", tmp_path, mode)
 
 
 @pytest.mark.slow

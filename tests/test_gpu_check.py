@@ -79,7 +79,7 @@ def test_dry_run_plans_and_runs_tiny_cpu_stages(tmp_path):
 
 @pytest.mark.slow
 def test_dry_run_plans_chosen_stages_with_suite_arguments(tmp_path):
-    result = gpu_check("--dry-run", "--stages", "demo,suite", "--out", str(tmp_path / "out"), "--", "--tasks",
+    result = gpu_check("--dry-run", "--stages", "demo,suite,memory", "--out", str(tmp_path / "out"), "--", "--tasks",
                        "squad_minilm", "--methods", "schedulefree", timeout=180,
                        HF_LRTUNER_SUITE_CACHE=str(tmp_path / "cache"))
     log = result.stdout + result.stderr
@@ -87,4 +87,5 @@ def test_dry_run_plans_chosen_stages_with_suite_arguments(tmp_path):
     assert "demo.py (run_squad.py --preset offline_cpu" in log
     assert "scripts/tuner_suite.py --device cuda --jobs 12 --csv " in log
     assert "--tasks squad_minilm --methods schedulefree" in log
+    assert "scripts/measure_memory.py --device cuda --csv " in log
     assert "squad_large:" not in log and "install:" not in log

@@ -62,6 +62,14 @@ def test_state_dict_is_plain_and_loads_with_weights_only():
     assert fresh.config.race_margin == 3.0 and fresh.last_epoch == 12
 
 
+def test_a_resumed_scheduler_keeps_its_own_snapshot_device():
+    """Where snapshots live depends on the machine: a run resumed elsewhere must not inherit the checkpoint's."""
+    saved = LRTunerScheduler(two_group_optimizer(), 100, LRTunerConfig(race_margin=3.0, snapshot_device="cpu"))
+    fresh = LRTunerScheduler(two_group_optimizer(), 100)
+    fresh.load_state_dict(saved.state_dict())
+    assert fresh.config.snapshot_device is None and fresh.config.race_margin == 3.0
+
+
 def test_wrong_config_type_is_refused():
     with pytest.raises(TypeError, match="config must be an LRTunerConfig"):
         LRTunerScheduler(two_group_optimizer(), 10, config={"warmup_steps": 1})

@@ -180,6 +180,90 @@ def test_snapshot_restores_parameters_optimizer_state_and_lazily_created_state()
     assert optimizer.param_groups[0]["lr"] == 0.1
 
 
+def training_state(model, optimizer):
+    """Copies of every tensor a snapshot must bring back: parameters, buffers, optimizer state."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    tensors += [state[key] for state in optimizer.state.values() for key in sorted(state)]
+    return [t.detach().clone() for t in tensors]
+
+
+def same_state(saved, model, optimizer):
+    current = training_state(model, optimizer)
+    return len(saved) == len(current) and all(
+        a.device == b.device and a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(saved, current)
+    )
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_snapshot_buffers_are_allocated_once_and_restore_bit_identically(device):
+    dataset, model, optimizer = make_run("classification", 1e-2)
+    train_step = make_train_step(model, optimizer, make_loss_fn(model, "classification"))
+    train_step(batch_at(dataset, 0, 32))
+    snapshot = TrainingSnapshot(model, optimizer, device=device)
+    snapshot.capture()
+    params = sum(p.numel() for p in model.parameters())
+    assert snapshot.nbytes == 4 * 3 * params + 4 * len(optimizer.state)  # weights, Adam's two moments, its steps
+    buffers = [id(c.values) for c in snapshot._tensor_copies]
+    for step in range(1, 4):
+        train_step(batch_at(dataset, step, 32))
+    saved = training_state(model, optimizer)
+    snapshot.capture()  # into the same buffers
+    assert [id(c.values) for c in snapshot._tensor_copies] == buffers
+    optimizer.param_groups[0]["lr"] = 1.0
+    for step in range(4, 7):
+        train_step(batch_at(dataset, step, 32))
+    snapshot.restore()
+    assert same_state(saved, model, optimizer) and optimizer.param_groups[0]["lr"] == 1e-2
+
+
+def test_optimizer_state_dropped_or_reshaped_during_a_trial_is_rebuilt_from_the_snapshot():
+    dataset, model, optimizer = make_run("classification", 1e-2)
+    train_step = make_train_step(model, optimizer, make_loss_fn(model, "classification"))
+    train_step(batch_at(dataset, 0, 32))
+    snapshot = TrainingSnapshot(model, optimizer, device="cpu")
+    snapshot.capture()
+    saved = training_state(model, optimizer)
+    first, second = list(optimizer.state.values())[:2]
+    del first["exp_avg"]
+    second["exp_avg_sq"] = torch.zeros(3)
+    snapshot.restore()
+    assert same_state(saved, model, optimizer)
+
+
+def test_snapshots_in_host_memory_train_exactly_as_snapshots_on_the_training_device():
+    runs = [tuned_run("classification", 1e-3, steps=120, optimizer="adam",
+                      config=LRTunerConfig(warmup_steps=10, race_horizon=20, snapshot_device=device))
+            for device in (None, "cpu")]
+    (model, scheduler, log, _), (model_cpu, scheduler_cpu, log_cpu, _) = runs
+    assert len(log.records) >= 2 and log_cpu.records == log.records and log_cpu.lrs == log.lrs
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), model_cpu.parameters()))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned host copies of CUDA tensors need CUDA")
+def test_cuda_training_with_snapshots_pinned_in_host_memory():
+    def run(device):
+        dataset, model, optimizer = make_run("classification", 1e-3)
+        model.cuda()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        dataset = torch.utils.data.TensorDataset(*(t.cuda() for t in dataset.tensors))
+        scheduler = LRTunerScheduler(optimizer, 120, LRTunerConfig(warmup_steps=10, race_horizon=20,
+                                                                   snapshot_device=device))
+        return model, optimizer, train(model, optimizer, scheduler, dataset, "classification", 120)
+
+    model, optimizer, log = run(None)
+    model_cpu, optimizer_cpu, log_cpu = run("cpu")
+    assert len(log.records) >= 2 and log_cpu.records == log.records and log_cpu.lrs == log.lrs
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), model_cpu.parameters()))
+    snapshot = TrainingSnapshot(model_cpu, optimizer_cpu, device="cpu")
+    snapshot.capture()
+    assert all(c.values.device.type == "cpu" and c.values.is_pinned() for c in snapshot._tensor_copies)
+    saved = training_state(model_cpu, optimizer_cpu)
+    make_train_step(model_cpu, optimizer_cpu, make_loss_fn(model_cpu, "classification"))(
+        (torch.randn(32, 10, device="cuda"), torch.randint(0, 4, (32,), device="cuda")))
+    snapshot.restore()
+    assert same_state(saved, model_cpu, optimizer_cpu)
+
+
 def test_runner_refuses_a_scheduler_of_another_optimizer_or_without_a_budget():
     model = linear_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
