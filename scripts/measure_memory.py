@@ -108,6 +108,18 @@ def mb(value):
     return "" if value is None else round(value / MB, 1)
 
 
+def markdown_table(rows) -> str:
+    """The docs' memory table (docs/results.md, "Memory") from the CSV's rows."""
+    lines = ["| model | parameters | `snapshot_device` | peak RSS without LRTuner | with LRTuner | difference | "
+             "per parameter | the snapshots' bytes per parameter |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        where = "`None` (training device)" if row["snapshot_device"] == "none" else f'`"{row["snapshot_device"]}"`'
+        lines.append(f"| {row['model']} | {int(row['params']):,} | {where} | {row['peak_rss_without_mb']} MB | "
+                     f"{row['peak_rss_with_mb']} MB | +{row['extra_rss_mb']} MB | {row['extra_bytes_per_param']} B | "
+                     f"{row['snapshot_bytes_per_param']} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
@@ -117,12 +129,17 @@ def main(argv=None):
     parser.add_argument("--updates", type=int, default=8)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--csv", default="memory.csv")
+    parser.add_argument("--table", action="store_true", help="print the markdown table of --csv and exit")
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "TUNER", "SNAPSHOT_DEVICE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         name, tuner, snapshot_device = args.child
         snapshot_device = None if snapshot_device == "none" else snapshot_device
         print(json.dumps(measure(name, tuner == "1", snapshot_device, args.device, args.updates, args.batch_size)))
+        return
+    if args.table:
+        with open(args.csv, newline="") as f:
+            print(markdown_table(list(csv.DictReader(f))))
         return
     rows = []
     for name in args.models:
@@ -145,6 +162,7 @@ def main(argv=None):
         writer.writeheader()
         writer.writerows(rows)
     print(f"wrote {len(rows)} rows to {args.csv}")
+    print(markdown_table([{k: str(v) for k, v in row.items()} for row in rows]))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # a training run per configuration, each in its own process
 def test_measure_memory_writes_a_row_per_snapshot_device(tmp_path):
     output = tmp_path / "memory.csv"
     command = [sys.executable, str(REPO_ROOT / "scripts" / "measure_memory.py"), "--models", "tiny_bert",
@@ -22,3 +25,9 @@ def test_measure_memory_writes_a_row_per_snapshot_device(tmp_path):
         assert 24.0 < float(row["snapshot_bytes_per_param"]) < 24.5
         assert float(row["peak_rss_with_mb"]) > 100 and float(row["peak_rss_without_mb"]) > 100
         assert row["cuda_peak_with_mb"] == "" and row["device"] == "cpu"
+    # the docs' table, from the CSV alone
+    table = subprocess.run(command[:2] + ["--csv", str(output), "--table"], capture_output=True, text=True,
+                           timeout=60, check=True).stdout.splitlines()
+    assert table[0].startswith("| model | parameters | `snapshot_device` |") and len(table) == 2 + len(rows)
+    assert table[2].startswith("| tiny_bert | 21,378 | `None` (training device) |")
+    assert table[3].startswith('| tiny_bert | 21,378 | `"cpu"` |')
