@@ -25,10 +25,10 @@ def get_knee_schedule(
 
     The learning rate rises linearly from 0 to the optimizer's learning rate over `num_warmup_steps`, stays there
     until the knee at `round(explore_fraction * num_training_steps)` (at the earliest when warmup ends, see
-    `hf_lrtuner.config.decay_start`) and then falls linearly to 0 at `num_training_steps`. It is `transformers.get_wsd_schedule` with
-    `num_stable_steps = knee - num_warmup_steps`, `num_decay_steps = num_training_steps - knee` and
-    `decay_type="linear"`; with `explore_fraction=0` it is Trainer's `linear` schedule. The default 0.5 is the Knee
-    paper's explore fraction (the tuner's own default is 0).
+    `hf_lrtuner.config.decay_start`) and then falls linearly to 0 at `num_training_steps`. It is
+    `transformers.get_wsd_schedule` with `num_stable_steps = knee - num_warmup_steps`,
+    `num_decay_steps = num_training_steps - knee` and `decay_type="linear"`; with `explore_fraction=0` it is Trainer's
+    `linear` schedule. The default 0.5 is the Knee paper's explore fraction (the tuner's own default is 0).
 
     Args:
         optimizer (`torch.optim.Optimizer`): The optimizer whose learning rate is scheduled.

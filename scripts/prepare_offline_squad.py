@@ -14,8 +14,8 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 
+from file_io import write_atomically
 from hf_lrtuner.squad import read_squad_json, split_by_article, squad_json_to_dataset
 
 
@@ -30,17 +30,12 @@ def write_json_gz(squad: dict, path: str) -> None:
         path (`str`): Destination `.json.gz` file.
     """
     payload = json.dumps(squad, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as file:
+
+    def write(temporary):
+        with open(temporary, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as file:
             file.write(payload)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600 files; give the usual permissions
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+
+    write_atomically(path, write)
 
 
 def main(argv: list[str] | None = None) -> None:

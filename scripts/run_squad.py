@@ -32,7 +32,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from transformers import (
 )
 from transformers.trainer_utils import SchedulerType
 
+from file_io import write_atomically, write_text_atomically
 from hf_lrtuner._trainer_internals import mark_scheduler_created
 from hf_lrtuner.records import is_race
 from hf_lrtuner.schedules import get_knee_schedule
@@ -342,28 +342,6 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(item) for item in value]
     return value
-
-
-def write_atomically(path: str, write) -> None:
-    """Call `write(temporary_path)` and move the result to `path`, so `path` is never left half-written."""
-    descriptor, temporary = tempfile.mkstemp(
-        dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=Path(path).suffix
-    )
-    os.close(descriptor)
-    try:
-        write(temporary)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600 files
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def write_text_atomically(path: str, text: str) -> None:
-    write_atomically(path, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
 
 
 def write_lr_loss_csv(path: str, rows: list[tuple[int, float, float]]) -> None:

@@ -1,6 +1,5 @@
 """LRTunerCallback / LRTunerTrainer inside a real transformers.Trainer, with a tiny random BERT."""
 
-import dataclasses
 import math
 from types import SimpleNamespace
 

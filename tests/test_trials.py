@@ -103,7 +103,7 @@ def test_a_collapse_to_a_constant_predictor_is_rolled_back():
     # so only the comparison with the run's own progress can see it. No races here: the monitor alone acts.
     dataset, model, optimizer = make_run("classification", 0.8, optimizer="sgd", classes=10)
     scheduler = LRTunerScheduler(optimizer, STEPS, LRTunerConfig(max_races=0))
-    log = train(model, optimizer, scheduler, dataset, "classification", STEPS)
+    train(model, optimizer, scheduler, dataset, "classification", STEPS)
     assert scheduler.tuner.rollbacks >= 1 and scheduler.tuner.multiplier <= 0.5
     assert eval_loss(model, dataset, "classification") < 1.0
 

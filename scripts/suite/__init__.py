@@ -35,8 +35,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-__all__ = ["Task", "METHODS", "LR_FREE", "parse_method", "build_driver", "train_loop", "default_warmup", "V01_COMMIT",
-           "v01_available", "load_lrtuner_v01"]
+__all__ = ["Task", "METHODS", "LR_FREE", "parse_method", "build_driver", "train_loop", "default_warmup", "jsonable",
+           "V01_COMMIT", "v01_available", "load_lrtuner_v01"]
 
 
 @dataclass(frozen=True)
@@ -157,20 +157,23 @@ class _LRTunerDriver(Driver):
         return int(self.scheduler.tuner.trial_updates)
 
     def records(self):  # races score the run's own losses: no probe passes
-        return _jsonable(list(self.scheduler.tuner.records))
+        return jsonable(list(self.scheduler.tuner.records))
 
 
-def _jsonable(obj):
+def jsonable(obj):
+    """`obj` (records, nested dicts and lists of numbers) with only JSON types: keys as strings, non-finite floats
+    and other objects as their text."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else str(obj)
-    if isinstance(obj, (int, str, bool)) or obj is None:
-        return obj
     try:
-        return float(obj)
+        value = float(obj)  # a tensor or numpy scalar
+        return value if math.isfinite(value) else str(value)
     except (TypeError, ValueError):
         return repr(obj)
 

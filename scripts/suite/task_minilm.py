@@ -45,9 +45,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from . import LR_FREE, Task, default_warmup, parse_method
+from file_io import write_atomically
+
+from . import LR_FREE, Task, default_warmup, jsonable, parse_method
 from .peers import PEER_METHODS, applied_lr, peer_trainer_class
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -219,12 +220,13 @@ def tokenized(split: str, eval_questions: int | None = EVAL_QUESTIONS) -> tuple:
     rows = tuple(
         {**{c: encoded[c][i] for c in columns}, "labels": p["label"]} for i, p in enumerate(pairs)
     )
+    def write(temporary):
+        with open(temporary, "wb") as f:
+            pickle.dump(rows, f, protocol=pickle.HIGHEST_PROTOCOL)
+
     try:  # atomic: parallel jobs may race to write the same file
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=cache_file.parent, prefix=".tmp-", suffix=".pkl")
-        with os.fdopen(descriptor, "wb") as f:
-            pickle.dump(rows, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, cache_file)
+        write_atomically(cache_file, write)
     except OSError:
         pass  # a read-only tree: the in-process cache still holds
     return rows
@@ -232,22 +234,6 @@ def tokenized(split: str, eval_questions: int | None = EVAL_QUESTIONS) -> tuple:
 
 # --------------------------------------------------------------------------------------------------------------------
 # One run
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else str(obj)
-    try:
-        value = float(obj)
-        return value if math.isfinite(value) else str(value)
-    except (TypeError, ValueError):
-        return repr(obj)
 
 
 def training_arguments(output_dir: str, lr: float, seed: int, updates: int, warmup: int, device: str,
@@ -420,7 +406,7 @@ def run_minilm_cls(method: str, lr: float | None, seed: int, split: str, updates
         "probe_passes": 0,  # races score the run's own losses; no peer runs probe passes
         "lr_trace": recorder.lrs,
         "losses": recorder.losses,
-        "records": _jsonable(records),
+        "records": jsonable(records),
         "diverged": any(not math.isfinite(v) for v in recorder.losses),
         "updates": int(trainer.state.global_step),
         "eval_pairs": len(eval_rows),
