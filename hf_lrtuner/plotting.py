@@ -3,9 +3,9 @@
 matplotlib is an optional dependency (`pip install hf_lrtuner[plot]`); it is imported when a plot is made.
 
 Both plots take the tuner's records (`LRTuner.records`, i.e. `scheduler.tuner.records`, or the `records` that
-`scripts/run_squad.py` writes to `metrics.json`, where non-finite numbers are strings such as `"nan"`): races
-([`~hf_lrtuner.records.RaceRecord`]) and roll-backs ([`~hf_lrtuner.records.RollbackRecord`]), as saved by this
-version or by hf_lrtuner 0.2.
+`scripts/run_squad.py` writes to `metrics.json`, where non-finite numbers are strings such as `"nan"`, which
+`float()` reads): races ([`~hf_lrtuner.records.RaceRecord`]) and roll-backs
+([`~hf_lrtuner.records.RollbackRecord`]), as saved by this version or by hf_lrtuner 0.2.
 """
 
 from __future__ import annotations
@@ -20,23 +20,22 @@ RACE_COLOR = "tab:purple"
 ROLLBACK_COLOR = "tab:red"
 
 
-def _new_axes(figsize):
+def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError as error:
         raise ImportError(
             "hf_lrtuner.plotting needs matplotlib, which is not installed: pip install hf_lrtuner[plot]"
         ) from error
-    return plt.subplots(figsize=figsize, layout="constrained")[1]
+    return plt
 
 
-def _number(value) -> float:
-    """A record's number as a float: `metrics.json` stores non-finite ones as strings ("nan", "inf")."""
-    return float(value)
+def _new_axes(figsize):
+    return _pyplot().subplots(figsize=figsize, layout="constrained")[1]
 
 
 def _arrow(record: RaceRecord) -> str:
-    multiplier, incumbent = _number(record["multiplier"]), _number(record["incumbent"])
+    multiplier, incumbent = float(record["multiplier"]), float(record["incumbent"])
     return "↑" if multiplier > incumbent else "↓" if multiplier < incumbent else "="
 
 
@@ -107,12 +106,12 @@ def plot_lr_trajectory(
                           label="race" if index == 0 else "_race")
         band.set_gid("race")
         # consecutive labels alternate between two heights, so that those of short races do not overlap
-        ax.annotate(f"{_arrow(race)}{_number(race['multiplier']):.3g}", ((start + stop) / 2, 0.92 - 0.05 * (index % 2)),
+        ax.annotate(f"{_arrow(race)}{float(race['multiplier']):.3g}", ((start + stop) / 2, 0.92 - 0.05 * (index % 2)),
                     xycoords=ax.get_xaxis_transform(), ha="center", va="top", fontsize="x-small", color=RACE_COLOR)
-    won = [race for race in races if _number(race["multiplier"]) != _number(race["incumbent"])]
+    won = [race for race in races if float(race["multiplier"]) != float(race["incumbent"])]
     for index, race in enumerate(won):
         start, stop = int(race["step"]), min(int(race["end_step"]), end)
-        ratio = _number(race["multiplier"]) / _number(race["incumbent"])
+        ratio = float(race["multiplier"]) / float(race["incumbent"])
         steps = list(range(start, stop))
         if steps:
             ax.plot(steps, [lrs[step] * ratio for step in steps], color=RACE_COLOR, linestyle=":",
@@ -175,10 +174,10 @@ def plot_race(record: Mapping, base_lr: float = 1.0, ax=None):
         raise ValueError(f"The record at step {record.get('step')!r} is not a race (a roll-back has no arms to plot).")
     record = load_record(record)
     ax = ax if ax is not None else _new_axes((6, 4))
-    lrs = [_number(multiplier) * base_lr for multiplier in record["multipliers"]]
-    scores = [_number(score) for score in record["scores"]]
-    means = [_number(difference[0]) for difference in record["differences"]]
-    stderrs = [_number(difference[1]) for difference in record["differences"]]
+    lrs = [float(multiplier) * base_lr for multiplier in record["multipliers"]]
+    scores = [float(score) for score in record["scores"]]
+    means = [float(difference[0]) for difference in record["differences"]]
+    stderrs = [float(difference[1]) for difference in record["differences"]]
     diverged = [bool(flag) for flag in record["diverged"]]
     incumbent = 0  # the arms list the incumbent first
     others = range(1, len(lrs))
@@ -214,7 +213,7 @@ def plot_race(record: Mapping, base_lr: float = 1.0, ax=None):
     if unraced:
         ax.plot([lrs[i] for i in unraced], [0.05] * len(unraced), linestyle="none", marker="o", markersize=8,
                 markerfacecolor="none", markeredgecolor="tab:blue", transform=transform, label="not raced")
-    chosen_lr = _number(record["multiplier"]) * base_lr
+    chosen_lr = float(record["multiplier"]) * base_lr
     tried = [i for i in [incumbent, *challengers] if math.isclose(lrs[i], chosen_lr, rel_tol=1e-9)]
     if tried:
         ax.plot([chosen_lr], [scores[tried[0]]], linestyle="none", marker="*", markersize=18, color="tab:orange",
@@ -228,7 +227,7 @@ def plot_race(record: Mapping, base_lr: float = 1.0, ax=None):
     ax.set_xlabel("learning rate" if base_lr != 1.0 else "multiplier (× initial LR)")
     ax.set_ylabel("mean loss, second half of the race")
     ax.set_title(f"Race over updates {record['step']}-{record['end_step']}: multiplier {_arrow(record)} "
-                 f"{_number(record['multiplier']):.3g}")
+                 f"{float(record['multiplier']):.3g}")
     ax.legend(loc="best", fontsize="small")
     return ax.figure
 
@@ -247,12 +246,7 @@ def plot_races(records: Sequence[Mapping], base_lr: float = 1.0, columns: int = 
     races: List[RaceRecord] = [record for record in load_records(records) if is_race(record)]
     if not races:
         raise ValueError("No race among the records: the run raced nothing (a budget too short for a race?).")
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise ImportError(
-            "hf_lrtuner.plotting needs matplotlib, which is not installed: pip install hf_lrtuner[plot]"
-        ) from error
+    plt = _pyplot()
     columns = max(1, min(columns, len(races)))
     rows = math.ceil(len(races) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.6 * rows), squeeze=False,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import json
 import math
 import os
@@ -39,6 +38,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from file_io import write_json_gz  # noqa: E402
 from hf_lrtuner.squad import read_squad_json, split_by_article  # noqa: E402
 
 SCHEDULES = ("linear", "knee", "lrtuner")
@@ -95,8 +95,7 @@ def prepare_data(args) -> dict:
                                       n_eval_articles=args.dev_articles, seed=0)
         data_dir.mkdir(parents=True, exist_ok=True)
         for part, content in (("train", train), ("dev", dev)):
-            with gzip.open(paths[part], "wt", encoding="utf-8") as f:
-                json.dump(content, f)
+            write_json_gz(content, paths[part])
     return paths
 
 
@@ -121,7 +120,6 @@ def run_command(run: Run, args, paths, run_squad_args, max_steps=None) -> list:
 
 def check_command(command: list) -> None:
     """Parse a run_squad.py command line and check its options as run_squad.py does before loading anything."""
-    sys.path.insert(0, str(REPO_ROOT / "scripts"))
     import run_squad
 
     _, data_args, schedule_args, training_args, _ = run_squad.parse_args(command[2:])

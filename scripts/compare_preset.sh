@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The offline_cpu preset (pretrained MiniLM, 6 layers, 4,000 training questions, 1,000 held-out questions),
-# linear-warmup-decay against LRTuner (same warmup and decay, its level raced) at the preset's LR, seeds 0-2: two runs
+# linear-warmup-decay against LRTuner (same warmup and decay, its multiplier raced) at the preset's LR, seeds 0-2: two runs
 # at a time, one CPU thread each.
 # Usage: bash scripts/compare_preset.sh [OUTPUT_DIR]   (default benchmarks/preset; finished runs are skipped)
 set -uo pipefail

@@ -143,7 +143,7 @@ fi
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 SUMMARY="$OUT/summary.txt"
-# Stage logs, per-run outputs and per-task CSVs: OUT keeps only the few files a device call brings back (at most 8):
+# Stage logs, per-run outputs and per-task CSVs: OUT keeps only the few files a device call brings back (at most 7):
 # summary.txt, suite_gpu.csv, suite_gpu_records.jsonl, demo.csv, demo_records.json, memory_gpu.csv and logs.tar.gz.
 WORK="$(mktemp -d)"
 : > "$SUMMARY"
@@ -152,7 +152,7 @@ FAILED=0
 export PYTHONPATH="/tmp/site:$PWD:$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"  # 16 cores, 8 parallel jobs
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"  # 16 cores; the stages run 12-15 processes at a time
 
 left() { echo $(( BUDGET - (SECONDS - START) )); }
 
@@ -238,7 +238,8 @@ for method in ("linear", "lrtuner", sys.argv[1]):
     assert math.isfinite(result["metric"]) and 0 <= result["metric"] <= 100, result
     print(method, "accuracy", result["metric"], "trial_updates", result["trial_updates"], "lr_trace",
           result["lr_trace"], f"{time.time() - start:.1f}s")
-arguments = run_squad_arguments("linear", 2e-4, 0, "test", LARGE_UPDATES, "cuda", "<tmp>", "large", data_paths())
+arguments = run_squad_arguments("linear", float(sys.argv[2]), 0, "test", LARGE_UPDATES, "cuda", "<tmp>", "large",
+                                data_paths())
 print("squad_minilm_large (cuda) would run: run_squad.py", " ".join(arguments))
 PY
 cat > "$SNIPPETS/merge_csv.py" <<'PY'
@@ -317,14 +318,13 @@ ENV_REPORT="(command -v nvidia-smi >/dev/null && nvidia-smi || echo 'nvidia-smi:
 ENV_REPORT="$ENV_REPORT; $PYTHON $SNIPPETS/versions.py"
 PYTEST_K="(fp16 or cuda or gpu) and not gpu_check"
 PYTEST="$PYTHON -m pytest -q tests -k '$PYTEST_K' -x -rs --continue-on-collection-errors -p no:cacheprovider"
-# Arguments after -- replace these defaults (one seed and three guesses fit the budget; the runner's defaults are
-# 3 seeds and 7 guesses).
+# Arguments after -- replace these defaults of the suite stage (the runner's own are every synthetic task, 7 guesses).
 [ "${#EXTRA[@]}" -gt 0 ] || EXTRA=(--tasks minilm_cls --seeds 0 1 2 --guesses 0.1 0.3 1 3 10)
 SUITE="$PYTHON scripts/tuner_suite.py --device cuda --jobs 12 --csv $WORK/suite_gpu_suite.csv $(printf '%q ' "${EXTRA[@]}")"
 SQUAD_LARGE="$PYTHON scripts/tuner_suite.py --tasks squad_minilm_large --stage test --eta $SQUAD_ETA"
 SQUAD_LARGE="$SQUAD_LARGE --methods linear lrtuner $BEST_PEER --guesses 1 10 --seeds 0 1 2 --device cuda --jobs 15"
 SQUAD_LARGE="$SQUAD_LARGE --csv $WORK/suite_gpu_squad_large.csv"
-TINY="$PYTHON $SNIPPETS/tiny_runs.py $BEST_PEER"
+TINY="$PYTHON $SNIPPETS/tiny_runs.py $BEST_PEER $SQUAD_ETA"
 MEMORY="$PYTHON scripts/measure_memory.py --device cuda --csv $OUT/memory_gpu.csv"
 
 

@@ -36,7 +36,7 @@ FIELDS = ["model", "params", "device", "snapshot_device", "peak_rss_without_mb",
 
 
 def build_model(name: str):
-    """The model and its sequence length / vocabulary size for the synthetic batch."""
+    """The model and the sequence length of its synthetic batch."""
     if name == "tiny_bert":  # the tests' tiny random BERT (tests/trainer_task.py), with a QA head
         from transformers import BertConfig, BertForQuestionAnswering
 
@@ -92,9 +92,10 @@ def measure(name: str, tuner: bool, snapshot_device, device: str, updates: int, 
     }
 
 
-def run_child(name: str, tuner: bool, snapshot_device, args) -> dict:
-    """`measure` in a fresh process, with glibc returning freed memory at once."""
-    command = [sys.executable, __file__, "--child", name, str(int(tuner)), snapshot_device or "none",
+def run_child(name: str, tuner: bool, snapshot_device: str, args) -> dict:
+    """`measure` in a fresh process, with glibc returning freed memory at once (`snapshot_device`: "none" or a
+    device)."""
+    command = [sys.executable, __file__, "--child", name, str(int(tuner)), snapshot_device,
                "--device", args.device, "--updates", str(args.updates), "--batch_size", str(args.batch_size)]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072",
            "OMP_NUM_THREADS": "1"}
@@ -143,9 +144,9 @@ def main(argv=None):
         return
     rows = []
     for name in args.models:
-        without = run_child(name, False, None, args)
+        without = run_child(name, False, "none", args)
         for snapshot_device in args.snapshot_devices:
-            with_tuner = run_child(name, True, None if snapshot_device == "none" else snapshot_device, args)
+            with_tuner = run_child(name, True, snapshot_device, args)
             params, extra = with_tuner["params"], with_tuner["peak_rss"] - without["peak_rss"]
             rows.append({
                 "model": name, "params": params, "device": args.device, "snapshot_device": snapshot_device,

@@ -56,7 +56,7 @@ def main(argv=None):
     parser.add_argument("--output", default="measure_overhead.json")
     args, run_squad_args = parser.parse_known_args(argv)
     run_squad_args = [a for a in run_squad_args if a != "--"]
-    if not any(arg.endswith("lrtuner") for arg in run_squad_args):
+    if run_squad.parse_args(run_squad_args)[2].lr_schedule != "lrtuner":  # (model, data, schedule, training, preset)
         parser.error("measure the tuner's run: pass --lr_schedule lrtuner to run_squad.py (after --).")
     seconds.clear()
     calls.clear()

@@ -9,33 +9,15 @@ Usage:
 """
 
 import argparse
-import gzip
 import hashlib
-import json
 import os
 import sys
 
-from file_io import write_atomically
+from file_io import write_json_gz
 from hf_lrtuner.squad import read_squad_json, split_by_article, squad_json_to_dataset
 
 
 OFFICIAL_DEV_MD5 = "3e85deb501d4e538b6bc56f786231552"
-
-
-def write_json_gz(squad: dict, path: str) -> None:
-    """Write `squad` as gzip-compressed JSON, atomically and reproducibly (no timestamp or file name in the header).
-
-    Args:
-        squad (`dict`): Nested SQuAD data.
-        path (`str`): Destination `.json.gz` file.
-    """
-    payload = json.dumps(squad, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-    def write(temporary):
-        with open(temporary, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as file:
-            file.write(payload)
-
-    write_atomically(path, write)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,7 +29,6 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -51,7 +50,7 @@ from transformers import (
 )
 from transformers.trainer_utils import SchedulerType
 
-from file_io import write_atomically, write_text_atomically
+from file_io import jsonable, write_atomically, write_text_atomically
 from hf_lrtuner._trainer_internals import mark_scheduler_created
 from hf_lrtuner.records import is_race
 from hf_lrtuner.schedules import get_knee_schedule
@@ -333,17 +332,6 @@ def schedule_settings(schedule_args: ScheduleArguments, training_args: TrainingA
     return settings
 
 
-def json_safe(value: Any) -> Any:
-    """`value` with non-finite floats (e.g. the score of a diverged trial) as strings, which strict JSON allows."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    return value
-
-
 def write_lr_loss_csv(path: str, rows: list[tuple[int, float, float]]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -527,7 +515,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         },
         "metric_implementation": "evaluate" if load_evaluate_squad_metric() is not None else "hf_lrtuner",
     }
-    metrics = json_safe(metrics)
+    metrics = jsonable(metrics)
     if training_args.should_save:
         output_dir = training_args.output_dir
         write_text_atomically(

@@ -118,20 +118,20 @@ def analyse(rows):
             if method == "linear":
                 lin_regret[guess] = rm
         cells.sort(key=lambda c: (c["method"] != "linear", c["method"], float(c["guess"]) if c["guess"] else 1.0))
+        by_method = defaultdict(dict)  # method -> guess -> cell
+        for c in cells:
+            by_method[c["method"]][c["guess"]] = c
         out.append(dict(task=task, tier=info["tier"], metric=info["metric_name"], higher=higher, delta=delta,
                         updates=updates, dev=dev_stats, eta=eta, interior=interior, cells=cells,
-                        lin_regret=lin_regret))
+                        by_method=dict(by_method), lin_regret=lin_regret))
     return out
 
 
 def verdicts(t):
     """Per method: no-harm and no-sweep checks."""
-    by_method = defaultdict(dict)
-    for c in t["cells"]:
-        by_method[c["method"]][c["guess"]] = c
     res = {}
     delta = t["delta"]
-    for method, cells in by_method.items():
+    for method, cells in t["by_method"].items():
         at1 = cells.get("1") or cells.get("")
         v = {"no_harm": None, "ub": math.nan, "sweep": {}, "compute": math.nan}
         if at1 is not None and at1["n_paired"]:
@@ -166,11 +166,8 @@ def method_color(method):
 
 def regret_over_guesses(t):
     """Per method: mean and worst mean regret over the guesses x0.1..x10 (in units of delta), and mean compute."""
-    by_method = defaultdict(dict)
-    for c in t["cells"]:
-        by_method[c["method"]][c["guess"]] = c
     res = {}
-    for method, cells in by_method.items():
+    for method, cells in t["by_method"].items():
         found = [cells[g] for g in GUESS_GRID if g in cells and cells[g]["n_paired"]] or (
             [cells[""]] if "" in cells and cells[""]["n_paired"] else [])
         if found:
@@ -182,27 +179,19 @@ def regret_over_guesses(t):
 def ranking(tasks):
     """Per task: the method with the lowest mean and the lowest worst regret over the guesses; over the tasks on which
     every method has rows: each method's mean rank on both, how often it is first, and its mean compute."""
-    per_task, complete = [], []
-    methods = sorted({m for t in tasks for m in regret_over_guesses(t)})
+    per_task = []
     for t in tasks:
         table = {m: v for m, v in regret_over_guesses(t).items() if m in RANKED}
-        if not table:
-            continue
-        best_mean = min(table, key=lambda m: table[m][0])
-        best_worst = min(table, key=lambda m: table[m][1])
-        per_task.append(dict(task=t["task"], table=table, best_mean=best_mean, best_worst=best_worst,
-                             complete=set(RANKED) <= set(table)))
-        if set(RANKED) <= set(table):
-            complete.append(per_task[-1])
+        if table:
+            per_task.append(dict(task=t["task"], table=table, best_mean=min(table, key=lambda m: table[m][0]),
+                                 best_worst=min(table, key=lambda m: table[m][1]), complete=len(table) == len(RANKED)))
+    complete = [row for row in per_task if row["complete"]]
     overall = {}
-    for method in RANKED:
-        if not complete or method not in methods:
-            continue
+    for method in RANKED if complete else ():
         ranks = {"mean": [], "worst": []}
         for row in complete:
             for key, index in (("mean", 0), ("worst", 1)):
-                ordered = sorted(row["table"].values(), key=lambda v: v[index])
-                ranks[key].append(1 + sum(v[index] < row["table"][method][index] for v in ordered))
+                ranks[key].append(1 + sum(v[index] < row["table"][method][index] for v in row["table"].values()))
         overall[method] = dict(mean_rank=st.mean(ranks["mean"]), worst_rank=st.mean(ranks["worst"]),
                                first_mean=sum(r == 1 for r in ranks["mean"]),
                                first_worst=sum(r == 1 for r in ranks["worst"]),

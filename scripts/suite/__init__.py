@@ -2,7 +2,8 @@
 
 Shared pieces:
 
-- `Task`: the interface every task module registers (synthetic tiers A/B here, MiniLM tiers C/D elsewhere).
+- `Task`: the interface every task module registers (tiers A/B in `tasks_synthetic`, C/D in `task_minilm` and
+  `task_squad`).
 - `METHODS`: method name -> schedule driver builder, used by the plain-PyTorch loop `train_loop`. A method string may
   carry overrides, e.g. ``"lrtuner:race_margin=0,horizon_fraction=0.2"`` (parsed by `parse_method`).
 - `train_loop`: the plain-PyTorch training loop shared by the synthetic tasks (same batches for every method).
@@ -31,12 +32,22 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
+from file_io import jsonable
+
 __all__ = ["Task", "METHODS", "LR_FREE", "parse_method", "build_driver", "train_loop", "default_warmup", "jsonable",
-           "V01_COMMIT", "v01_available", "load_lrtuner_v01"]
+           "V01_COMMIT", "v01_available", "load_lrtuner_v01", "DEV_ARTICLES", "cache_dir", "check_trainer_run"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEV_ARTICLES = 3  # the Trainer tiers' dev split: training articles held out (benchmark_squad.py --dev_articles, seed 0)
+
+
+def cache_dir() -> Path:
+    """Where the Trainer tiers cache tokenized data and split files (``$HF_LRTUNER_SUITE_CACHE`` overrides it)."""
+    return Path(os.environ.get("HF_LRTUNER_SUITE_CACHE") or REPO_ROOT / "outputs" / "suite_cache")
 
 
 @dataclass(frozen=True)
@@ -122,20 +133,22 @@ class Driver:
         return None
 
 
-class _LinearDriver(Driver):
-    def __init__(self, optimizer, updates, warmup):
-        from transformers import get_linear_schedule_with_warmup
+class SchedulerDriver(Driver):
+    """Steps an LR scheduler after every update."""
 
-        self.scheduler = get_linear_schedule_with_warmup(optimizer, warmup, updates)
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
 
     def after_update(self, batch, loss):
         self.scheduler.step()
 
 
 def _build_linear(model, optimizer, train_step, updates, warmup, overrides, **data):
+    from transformers import get_linear_schedule_with_warmup
+
     if overrides:
         raise ValueError(f"linear takes no overrides, got {overrides}")
-    return _LinearDriver(optimizer, updates, warmup)
+    return SchedulerDriver(get_linear_schedule_with_warmup(optimizer, warmup, updates))
 
 
 class _LRTunerDriver(Driver):
@@ -159,23 +172,6 @@ class _LRTunerDriver(Driver):
     def records(self):  # races score the run's own losses: no probe passes
         return jsonable(list(self.scheduler.tuner.records))
 
-
-def jsonable(obj):
-    """`obj` (records, nested dicts and lists of numbers) with only JSON types: keys as strings, non-finite floats
-    and other objects as their text."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else str(obj)
-    try:
-        value = float(obj)  # a tensor or numpy scalar
-        return value if math.isfinite(value) else str(value)
-    except (TypeError, ValueError):
-        return repr(obj)
 
 
 def _build_lrtuner(model, optimizer, train_step, updates, warmup, overrides, **data):
@@ -287,6 +283,20 @@ METHODS.update(PEER_METHODS)
 LR_FREE.update(PEER_LR_FREE)
 
 
+def check_trainer_run(task: str, method: str, lr: Optional[float], split: str) -> tuple[str, dict]:
+    """Validate one run of a Trainer tier (`linear`, `lrtuner[:k=v,..]` or a peer); returns `parse_method(method)`."""
+    if split not in ("dev", "test"):
+        raise ValueError(f"{task} scores split 'dev' or 'test', got {split!r}.")
+    base, overrides = parse_method(method)
+    if base not in ("linear", "lrtuner", *PEER_METHODS):
+        raise ValueError(f"{task} runs 'linear', 'lrtuner' and the peers {sorted(PEER_METHODS)}, got {method!r}.")
+    if base == "linear" and overrides:
+        raise ValueError(f"linear takes no overrides, got {method!r}.")
+    if (lr is None) != (base in LR_FREE):
+        raise ValueError(f"{base} takes {'no' if base in LR_FREE else 'an'} LR, got lr={lr!r}.")
+    return base, overrides
+
+
 def build_driver(method, model, optimizer, train_step, updates, warmup, loss_fn=None, batch_at=None) -> Driver:
     base, overrides = parse_method(method)
     return METHODS[base](model, optimizer, train_step, updates, warmup, overrides, loss_fn=loss_fn, batch_at=batch_at)
@@ -296,7 +306,7 @@ def build_driver(method, model, optimizer, train_step, updates, warmup, loss_fn=
 # The shared plain-PyTorch loop
 
 
-def train_loop(model, optimizer, loss_fn, batch_at, updates, method, warmup=None, record_losses=True):
+def train_loop(model, optimizer, loss_fn, batch_at, updates, method, warmup=None):
     """Train `updates` updates; batch `batch_at(step)` is the same for every method of a seed.
 
     `loss_fn(batch)` returns the training loss (forward only). Returns a dict with ``losses`` (online loss of each
@@ -332,16 +342,10 @@ def train_loop(model, optimizer, loss_fn, batch_at, updates, method, warmup=None
                 break
     driver.finish()
     return {
-        "losses": losses if record_losses else None,
+        "losses": losses,
         "lr_trace": lrs,
         "trial_updates": int(driver.trial_updates),
         "probe_passes": int(driver.probe_passes),
         "records": driver.records(),
         "diverged": diverged,
     }
-
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start

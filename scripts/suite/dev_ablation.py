@@ -25,7 +25,7 @@ SEEDS = (0, 1, 2)
 
 
 def _run(job):
-    task, method, lr, seed = job
+    task, method, guess, lr, seed = job
     import torch
 
     torch.set_num_threads(1)
@@ -43,19 +43,19 @@ def main(argv=None):
     if not read_rows(args.csv):
         parser.error(f"{args.csv} has no rows: run the suite's dev stage first (scripts/tuner_suite.py --stage dev).")
     eta = {task: tuned_lr(TASKS[task], TASKS[task].updates, args.csv) for task in args.tasks}
-    jobs = [(t, "linear", eta[t], s) for t in args.tasks for s in SEEDS]
-    jobs += [(t, m, eta[t] * g, s) for t in args.tasks for m in args.methods for g in GUESSES for s in SEEDS]
+    jobs = [(t, "linear", 1.0, eta[t], s) for t in args.tasks for s in SEEDS]
+    jobs += [(t, m, g, eta[t] * g, s) for t in args.tasks for m in args.methods for g in GUESSES for s in SEEDS]
     with mp.get_context("fork").Pool(args.jobs) as pool:
         results = pool.map(_run, jobs)
-    baseline = {(t, s): metric for (t, m, lr, s), metric, _ in results if m == "linear"}
+    baseline = {(t, s): metric for (t, m, g, lr, s), metric, _ in results if m == "linear"}
     for task in args.tasks:
         spec = TASKS[task]
         sign = 1.0 if spec.higher_is_better else -1.0
         for method in args.methods:
             regrets, costs = [], []
             for guess in GUESSES:
-                cell = [(s, metric, trial) for (t, m, lr, s), metric, trial in results
-                        if t == task and m == method and abs(lr - eta[task] * guess) < 1e-12 * eta[task] * guess]
+                cell = [(s, metric, trial) for (t, m, g, lr, s), metric, trial in results
+                        if (t, m, g) == (task, method, guess)]
                 regrets.append(statistics.mean(sign * (baseline[(task, s)] - metric) for s, metric, _ in cell))
                 costs.append(1 + statistics.mean(trial for _, _, trial in cell) / spec.updates)
             print(f"{task:15s} {method:50s} regret/delta " + " ".join(f"{r / spec.delta:7.1f}" for r in regrets)

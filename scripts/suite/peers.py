@@ -31,9 +31,9 @@ import contextlib
 import io
 import math
 
-from . import Driver, parse_method
+from . import Driver, SchedulerDriver, parse_method
 
-__all__ = ["PEER_METHODS", "PEER_LR_FREE", "applied_lr", "optimizer_family", "peer_trainer_class"]
+__all__ = ["PEER_METHODS", "PEER_LR_FREE", "applied_lr", "lr_recorder", "optimizer_family", "peer_trainer_class"]
 
 
 def optimizer_family(optimizer) -> tuple[str, dict]:
@@ -56,16 +56,6 @@ def _no_overrides(name, overrides):
         raise ValueError(f"{name} takes no overrides, got {overrides}")
 
 
-class _SchedulerDriver(Driver):
-    """Steps an LR scheduler after every update."""
-
-    def __init__(self, scheduler):
-        self.scheduler = scheduler
-
-    def after_update(self, batch, loss):
-        self.scheduler.step()
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # knee
 
@@ -75,7 +65,7 @@ def _build_knee(model, optimizer, train_step, updates, warmup, overrides, **data
     from hf_lrtuner.schedules import get_knee_schedule
 
     _no_overrides("knee", overrides)
-    return _SchedulerDriver(get_knee_schedule(optimizer, warmup, updates))
+    return SchedulerDriver(get_knee_schedule(optimizer, warmup, updates))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -170,7 +160,7 @@ def _range_test_lr(model, optimizer, loss_fn, batch_at, updates) -> tuple[float,
     return float(suggested), steps, history
 
 
-class _RangeTestDriver(Driver):
+class _RangeTestDriver(SchedulerDriver):
     def __init__(self, model, optimizer, updates, warmup, loss_fn, batch_at):
         from transformers import get_linear_schedule_with_warmup
 
@@ -178,10 +168,7 @@ class _RangeTestDriver(Driver):
                                                                           updates)
         for group in optimizer.param_groups:
             group["lr"] = self.suggested
-        self.scheduler = get_linear_schedule_with_warmup(optimizer, warmup, updates)
-
-    def after_update(self, batch, loss):
-        self.scheduler.step()
+        super().__init__(get_linear_schedule_with_warmup(optimizer, warmup, updates))
 
     def records(self):
         return [{"suggested_lr": self.suggested, "range_test": self.history}]
@@ -235,15 +222,12 @@ def _build_schedulefree(model, optimizer, train_step, updates, warmup, overrides
     return _ScheduleFreeDriver(optimizer, warmup)
 
 
-class _DLRDriver(Driver):
+class _DLRDriver(SchedulerDriver):
     """An LR-free optimizer (``group["d"] * group["lr"]`` is its step size) with an LR scheduler stepped per update."""
 
     def current_lr(self):
         group = self.optimizer.param_groups[0]
         return float(group["d"]) * float(group["lr"])
-
-    def after_update(self, batch, loss):
-        self.scheduler.step()
 
     def records(self):
         return [{"final_d": float(self.optimizer.param_groups[0]["d"])}]
@@ -261,7 +245,7 @@ class _ProdigyDriver(_DLRDriver):
         from prodigyopt import Prodigy
 
         self.optimizer = Prodigy(_params(optimizer), lr=1.0)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=updates)
+        super().__init__(torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=updates))
 
 
 def _build_prodigy(model, optimizer, train_step, updates, warmup, overrides, **data):
@@ -291,7 +275,7 @@ class _DAdaptationDriver(_DLRDriver):
                 return (step + 1) / warmup
             return max(0.0, (updates - step) / max(1, updates - warmup))
 
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        super().__init__(torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor))
 
 
 def _build_dadaptation(model, optimizer, train_step, updates, warmup, overrides, **data):
@@ -393,3 +377,24 @@ def applied_lr(trainer, optimizer=None) -> float:
     if lr is None:
         lr = (optimizer or trainer.optimizer).param_groups[0]["lr"]
     return float(lr)
+
+
+def lr_recorder():
+    """A `TrainerCallback` that records the LR of every real update (`applied_lr`; trial updates do not pass through
+    Trainer's loop) and every logged training loss. Set its ``trainer`` once the Trainer exists."""
+    from transformers import TrainerCallback
+
+    class LRRecorder(TrainerCallback):
+        def __init__(self):
+            self.trainer = None
+            self.lrs: list[float] = []
+            self.losses: list[float] = []
+
+        def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+            self.lrs.append(applied_lr(self.trainer, optimizer))
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.losses.append(float(logs["loss"]))
+
+    return LRRecorder()

