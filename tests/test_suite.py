@@ -6,7 +6,9 @@ dev grid is extended when its best level is at an edge, and the report runs on t
 
 import csv
 import dataclasses
+import math
 import os
+import statistics
 import sys
 
 import pytest
@@ -55,7 +57,7 @@ def test_columns_are_the_suites():
     assert COLUMNS == EXPECTED_COLUMNS
 
 
-def test_linear_is_transformers_warmup_decay(tiny_tasks):
+def test_linear_is_transformers_warmup_decay():
     out = TASKS["nqm_sgd"].run("linear", 0.1, 0, "dev", 20, "cpu")
     trace = out["lr_trace"]
     assert len(trace) == 20 and trace[0] == 0.0  # warmup round(0.1 * 20) = 2 updates from 0
@@ -65,8 +67,6 @@ def test_linear_is_transformers_warmup_decay(tiny_tasks):
 
 @pytest.mark.skipif(not v01_available(), reason="commit of the first release not in this clone")
 def test_lrtuner_v01_runs_the_first_release():
-    import math
-
     import hf_lrtuner
 
     task = _tiny("tiny_freshhead_v01", "freshhead_adam", 40, (0.0064,))
@@ -141,3 +141,47 @@ def test_regret_and_verdicts():
     assert cell["compute"] == pytest.approx(1.4)
     v = suite_report.verdicts(t)["tuner"]
     assert v["no_harm"] is False and v["ub"] > 0.5
+    # per-seed regrets 1.0, 0.5, 1.0: mean + t(0.95, df=2) x sd / sqrt(3)
+    regrets = [1.0, 0.5, 1.0]
+    assert v["ub"] == pytest.approx(statistics.mean(regrets) + 2.920 * statistics.stdev(regrets) / math.sqrt(3))
+
+
+def _ranking_rows(task, regrets, delta=0.5):
+    """Test rows of `task` whose paired regret against linear at x1 is `regrets[method][guess]` on both seeds."""
+    base = dict(task=task, tier="B", metric_name="accuracy", higher_is_better="1", delta=str(delta), updates="100",
+                probe_passes="0", wall_s="0.1", split="test")
+    rows = []
+    for method, by_guess in regrets.items():
+        for guess, regret in by_guess.items():
+            trial = "30" if method == "lrtuner" else "0"
+            rows += [dict(base, method=method, guess=guess, lr="" if guess == "" else guess, seed=str(seed),
+                          metric=str(70.0 - regret), trial_updates=trial) for seed in (0, 1)]
+    return rows
+
+
+def test_ranking_over_guesses_and_tasks():
+    def over(low, mid, high):
+        return {"0.1": low, "1": mid, "10": high}
+
+    regrets = {  # accuracy points; / delta 0.5 in the report
+        "linear": over(4, 0, 8), "lrtuner": over(1, 0, 2), "knee": over(5, 1, 9), "schedulefree": over(2, 2, 2),
+        "lr_range_test": over(0.5, 0.5, 6), "greedy": over(3, 3, 3), "prodigy": {"": 1.5}, "dadaptation": {"": 2.5},
+    }
+    rows = _ranking_rows("full", regrets)
+    rows += _ranking_rows("partial", {"linear": over(4, 0, 8), "lrtuner": over(1, 0, 2)})
+    tasks = suite_report.analyse(rows)
+    table = suite_report.regret_over_guesses(next(t for t in tasks if t["task"] == "full"))
+    assert table["lrtuner"] == pytest.approx((2.0, 4.0, 1.3, 3))  # mean, worst (x delta), compute, guesses
+    assert table["prodigy"] == pytest.approx((3.0, 3.0, 1.0, 1))  # LR-free: its one setting counts for every guess
+    assert table["lr_range_test"][:2] == pytest.approx((14 / 3, 12.0))
+
+    per_task, complete, overall = suite_report.ranking(tasks)
+    full, partial = sorted(per_task, key=lambda row: row["task"])
+    assert (full["best_mean"], full["best_worst"], full["complete"]) == ("lrtuner", "prodigy", True)
+    assert (partial["best_mean"], partial["complete"]) == ("lrtuner", False)
+    assert complete == ["full"]  # only a task with every compared method is ranked overall
+    ranks = {method: (v["mean_rank"], v["worst_rank"]) for method, v in overall.items()}
+    assert ranks == {"lrtuner": (1, 2), "prodigy": (2, 1), "schedulefree": (3, 2), "lr_range_test": (4, 6),
+                     "dadaptation": (5, 4), "greedy": (6, 5), "linear": (7, 7), "knee": (8, 8)}
+    assert overall["lrtuner"]["first_mean"] == 1 and overall["lrtuner"]["first_worst"] == 0
+    assert overall["lrtuner"]["compute"] == pytest.approx(1.3)

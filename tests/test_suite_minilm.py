@@ -87,6 +87,9 @@ def test_tiny_run_returns_a_metric_in_range(method):
         assert out["lr_trace"] == pytest.approx([1e-4, 1e-4 * 2 / 3, 1e-4 / 3])
     else:
         assert out["trial_updates"] >= 0 and isinstance(out["records"], list)
+        # no race fits in 3 updates (a race is at least 20): the tuner follows linear's schedule at multiplier 1
+        assert out["records"] == [] and out["trial_updates"] == 0
+        assert out["lr_trace"] == pytest.approx([1e-4, 1e-4 * 2 / 3, 1e-4 / 3])
 
 
 def test_run_rejects_bad_arguments():
