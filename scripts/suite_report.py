@@ -1,6 +1,6 @@
 """Summarise a tuner-suite CSV (from `scripts/tuner_suite.py`) into a markdown report and one plot per task.
 
-    python scripts/suite_report.py --csv docs/results/suite.csv --out docs/results/suite.md
+    python scripts/suite_report.py   # docs/results/suite.csv -> docs/results/suite.md and docs/results.md's tables
 
 Everything is computed from the CSV alone:
 
@@ -11,7 +11,11 @@ Everything is computed from the CSV alone:
 - "no harm" at x1: upper bound < delta;
 - "no sweep": mean regret <= delta at x0.3 and x3, and <= max(delta, 0.25 * linear's regret at the same guess) at
   x0.1 and x10;
-- total compute = updates + trial_updates + probe_passes / 3, as a ratio to linear's.
+- total compute = updates + trial_updates + probe_passes / 3, as a ratio to linear's;
+- at equal compute: each method against linear's best of k = ceil(compute) adjacent guesses (`linear_best_of`), and
+  the methods on the Pareto front of worst regret against compute;
+- the release targets (`targets`) over the tasks that decide (test rows on a CPU);
+- ``--results_md``: the same tables written into the marked sections of ``docs/results.md``.
 LR-free methods (empty guess) are judged like a guess of x1.
 """
 
@@ -121,7 +125,8 @@ def analyse(rows):
         by_method = defaultdict(dict)  # method -> guess -> cell
         for c in cells:
             by_method[c["method"]][c["guess"]] = c
-        out.append(dict(task=task, tier=info["tier"], metric=info["metric_name"], higher=higher, delta=delta,
+        cpu = all(r.get("device", "cpu") == "cpu" for r in rs if r["split"] == "test")
+        out.append(dict(task=task, tier=info["tier"], metric=info["metric_name"], higher=higher, delta=delta, cpu=cpu,
                         updates=updates, dev=dev_stats, eta=eta, interior=interior, cells=cells,
                         by_method=dict(by_method), lin_regret=lin_regret))
     return out
@@ -197,6 +202,99 @@ def ranking(tasks):
                                first_worst=sum(r == 1 for r in ranks["worst"]),
                                compute=st.mean(row["table"][method][2] for row in complete))
     return per_task, [row["task"] for row in complete], overall
+
+
+def linear_best_of(t, k: int) -> dict:
+    """Linear given k runs' compute: at each guess g of `GUESS_GRID`, the best mean test regret among k adjacent grid
+    guesses that include g (a sweep of k runs around the guess, picked on the test metric: an upper bound on what
+    such a sweep gets), averaged over the windows that include g (the user does not know which side to sweep).
+    Returns guess -> regret / delta; k = 1 is linear itself."""
+    cells = t["by_method"].get("linear", {})
+    grid = [g for g in GUESS_GRID if g in cells and cells[g]["n_paired"]]
+    regret = {g: cells[g]["regret"] / t["delta"] for g in grid}
+    k = max(1, min(k, len(grid)))
+    out = {}
+    for i, g in enumerate(grid):
+        windows = [grid[j:j + k] for j in range(max(0, i - k + 1), min(i, len(grid) - k) + 1)]
+        out[g] = st.mean(min(regret[x] for x in window) for window in windows)
+    return out
+
+
+def equal_compute(t) -> dict:
+    """Per method of `RANKED`: its mean compute over the guesses c, k = ceil(c), and the mean and worst regret over
+    the guesses (units of delta) of the method and of `linear_best_of(t, k)`."""
+    res = {}
+    for method, (mean, worst, compute, n) in regret_over_guesses(t).items():
+        if method not in RANKED:
+            continue
+        k = max(1, math.ceil(compute - 1e-9))
+        sweep = list(linear_best_of(t, k).values())
+        if sweep:
+            res[method] = dict(compute=compute, k=k, mean=mean, worst=worst, linear_mean=st.mean(sweep),
+                               linear_worst=max(sweep))
+    return res
+
+
+def pareto(table: dict) -> list:
+    """Methods of a `regret_over_guesses` table that no other method beats on both worst regret and compute."""
+    front = []
+    for m, (_, worst, compute, _) in table.items():
+        dominated = any(w <= worst and c <= compute and (w < worst or c < compute)
+                        for other, (_, w, c, _) in table.items() if other != m)
+        if not dominated:
+            front.append(m)
+    return sorted(front, key=lambda m: table[m][2])
+
+
+PEERS = tuple(m for m in RANKED if m != "lrtuner")
+
+
+def deciding(tasks):
+    """The tasks that decide: every test row on a CPU (rows without a ``device`` column ran on one) and linear at
+    every guess of `GUESS_GRID`."""
+    return [t for t in tasks if t["cpu"] and all(g in t["by_method"].get("linear", {}) for g in GUESS_GRID)]
+
+
+def targets(tasks, method="lrtuner", demo_rows=None):
+    """The release targets (0.4: issue 17) for `method` over the `deciding` tasks, each ``(target, met, measured)``;
+    ``met`` is None where nothing was measured. `demo_rows`: the rows of ``docs/results/demo_cpu.csv``."""
+    chosen = [t for t in deciding(tasks) if method in t["by_method"]]
+    lines = []
+    harm = {t["task"]: verdicts(t)[method]["ub"] / t["delta"] for t in chosen}
+    failing = [f"{k} {f(v, 3)}" for k, v in harm.items() if not v < 1]
+    lines.append(("No harm: UB95 of the paired regret at x1 below delta on every task", bool(harm) and not failing,
+                  f"{len(harm) - len(failing)} of {len(harm)} tasks" + (f"; UB95/delta {', '.join(failing)}"
+                                                                        if failing else "")))
+    firsts = {"worst": [], "mean": []}
+    for t in chosen:
+        table = {m: v for m, v in regret_over_guesses(t).items() if m == method or m in PEERS}
+        if method in table and all(m in table for m in PEERS):
+            firsts["mean"].append(all(table[method][0] <= v[0] for v in table.values()))
+            firsts["worst"].append(all(table[method][1] <= v[1] for v in table.values()))
+    for key in ("worst", "mean"):
+        won, n = sum(firsts[key]), len(firsts[key])
+        lines.append((f"First against the peers: {key}-case regret over x0.1-x10 the lowest on >= 70% of the tasks",
+                      (won >= 0.7 * n) if n else None, f"{won} of {n} tasks with every peer"))
+    near = [t["by_method"][method][g]["regret"] <= t["delta"] for t in chosen for g in ("0.3", "3")
+            if g in t["by_method"][method]]
+    lines.append(("Near guesses: regret <= delta at x0.3 and x3 in >= half of the cells",
+                  (sum(near) >= 0.5 * len(near)) if near else None, f"{sum(near)} of {len(near)} cells"))
+    at1 = {t["task"]: t["by_method"][method]["1"]["compute"] for t in chosen if "1" in t["by_method"][method]}
+    over = {t["task"]: regret_over_guesses(t)[method][2] for t in chosen}
+    lines.append(("Compute: <= 1.10x at x1 on every task, <= 1.30x averaged over the five guesses",
+                  (max(at1.values()) <= 1.10 and max(over.values()) <= 1.30) if at1 else None,
+                  f"x1: {f(min(at1.values()), 3)}-{f(max(at1.values()), 3)}; over the guesses: "
+                  f"{f(min(over.values()), 3)}-{f(max(over.values()), 3)}" if at1 else "no rows"))
+    demo = defaultdict(dict)
+    for r in demo_rows or []:
+        demo[r["schedule"]][r["seed"]] = float(r["f1"])
+    seeds = [s for s in ("0", "1", "2") if s in demo.get("linear", {}) and s in demo.get(method, {})]
+    gap = st.mean(demo[method][s] - demo["linear"][s] for s in seeds) if len(seeds) == 3 else None
+    lines.append(("The demo: within 1 F1 of linear or better, mean of seeds 0-2 on the CPU",
+                  None if gap is None else gap >= -1.0,
+                  f"{'+' if gap >= 0 else ''}{gap:.2f} F1" if gap is not None else
+                  f"seeds {', '.join(seeds) or 'none'} of 0-2 measured with this release"))
+    return lines
 
 
 def regret_compute_plot(tasks, path=None):
@@ -283,13 +381,84 @@ def overview_plot(tasks, names, path, methods=("linear", "lrtuner")):
     plt.close(fig)
 
 
-def render(tasks, csv_path, out_path, make_plots=True):
+def targets_lines(tasks, demo_rows=None) -> list:
+    rows = targets(tasks, demo_rows=demo_rows)
+    names = ", ".join(t["task"] for t in deciding(tasks))
+    lines = [f"LRTuner's release targets over the deciding tasks ({names}: test rows on a CPU, linear at every "
+             "guess):", "", "| target | met | measured |", "|---|---|---|"]
+    for target, met, measured in rows:
+        lines.append(f"| {target} | {'–' if met is None else ('**met**' if met else '**missed**')} | {measured} |")
+    return lines + [""]
+
+
+def equal_compute_lines(tasks) -> list:
+    lines = ["Each method against linear given the same compute: k = ceil(the method's mean compute) linear runs "
+             "at k adjacent guesses around each guess, the best one picked on the test metric (`linear_best_of`: "
+             "an upper bound on such a sweep), averaged over the windows that hold the guess. Regret in units of "
+             "delta over x0.1-x10; Pareto = not beaten on both worst regret and compute by another method.", "",
+             "| task | method | compute | k | mean regret | linear best of k | worst regret | linear best of k | "
+             "Pareto |", "|---|---|---|---|---|---|---|---|---|"]
+    for t in tasks:
+        table = {m: v for m, v in regret_over_guesses(t).items() if m in RANKED}
+        front = pareto(table)
+        for method, v in sorted(equal_compute(t).items(), key=lambda kv: RANKED.index(kv[0])):
+            lines.append(f"| {t['task']} | {method} | {f(v['compute'], 3)} | {v['k']} | {f(v['mean'], 3)} | "
+                         f"{f(v['linear_mean'], 3)} | {f(v['worst'], 3)} | {f(v['linear_worst'], 3)} | "
+                         f"{'yes' if method in front else ''} |")
+    return lines + [""]
+
+
+def ranking_lines(tasks) -> list:
+    per_task, complete, overall = ranking(tasks)
+    lines = ["Per task, the method with the lowest mean and the lowest worst regret over the guesses (LR-free "
+             "methods: their one setting); LRTuner's gap to that method in units of delta. A task where a method of "
+             "the comparison has no rows is marked incomplete.", "",
+             "| task | lowest mean regret | its mean compute | LRTuner behind by | lowest worst regret | its mean "
+             "compute | LRTuner behind by | complete |", "|---|---|---|---|---|---|---|---|"]
+    for row in per_task:
+        table, tuner = row["table"], row["table"].get("lrtuner")
+        gap = [f(tuner[i] - table[row[key]][i], 3) if tuner else "–" for i, key in ((0, "best_mean"), (1, "best_worst"))]
+        lines.append(f"| {row['task']} | {row['best_mean']} ({f(table[row['best_mean']][0], 3)}) | "
+                     f"{f(table[row['best_mean']][2], 3)} | {gap[0]} | {row['best_worst']} "
+                     f"({f(table[row['best_worst']][1], 3)}) | {f(table[row['best_worst']][2], 3)} | {gap[1]} | "
+                     f"{'yes' if row['complete'] else 'no'} |")
+    lines.append("")
+    if overall:
+        lines += [f"Over the {len(complete)} complete task(s) ({', '.join(complete)}): mean rank (1 = best) of each "
+                  "method by mean and by worst regret over the guesses, how often it is first, mean total compute.",
+                  "", "| method | mean rank (mean regret) | first | mean rank (worst regret) | first | mean compute |",
+                  "|---|---|---|---|---|---|"]
+        for method, v in sorted(overall.items(), key=lambda kv: (kv[1]["mean_rank"], kv[1]["worst_rank"])):
+            lines.append(f"| {method} | {f(v['mean_rank'], 3)} | {v['first_mean']} | {f(v['worst_rank'], 3)} | "
+                         f"{v['first_worst']} | {f(v['compute'], 3)} |")
+        lines.append("")
+    return lines
+
+
+def fill_sections(path: str, sections: dict) -> None:
+    """Replace the text between ``<!-- suite_report:NAME -->`` and ``<!-- /suite_report:NAME -->`` in the file at
+    `path` by ``sections[NAME]`` (lines); a marker pair missing from the file is an error."""
+    with open(path) as fh:
+        text = fh.read()
+    for name, lines in sections.items():
+        start, end = f"<!-- suite_report:{name} -->", f"<!-- /suite_report:{name} -->"
+        if start not in text or end not in text:
+            raise ValueError(f"{path} has no {start} ... {end} section")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = head + start + "\n" + "\n".join(lines) + end + tail
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def render(tasks, csv_path, out_path, make_plots=True, demo_rows=None):
     lines = ["# Tuner suite report", "", f"Source: `{csv_path}` (computed from the CSV only by "
              "`scripts/suite_report.py`).", "",
              "Regret R = sign x (M(linear@x1) - M(method@g)), paired by seed; positive = worse than the tuned "
              "baseline. UB95 = one-sided 95% t upper bound of the mean regret. No harm: UB95(x1) < delta. No sweep: "
              "mean regret <= delta at x0.3/x3, <= max(delta, 0.25 x linear's regret at that guess) at x0.1/x10. "
              "Compute = (updates + trial updates + probe passes / 3) / linear's updates.", ""]
+    lines += ["## Targets", ""] + targets_lines(tasks, demo_rows)
     # Overview
     lines += ["## Overview", "",
               "| task | tier | T | metric | delta | eta* (dev) | interior | method | UB95 regret x1 | no harm | "
@@ -314,30 +483,8 @@ def render(tasks, csv_path, out_path, make_plots=True):
                                                         key=lambda kv: (kv[0] != "linear", kv[0])):
             lines.append(f"| {t['task']} | {method} | {f(mean, 3)} | {f(worst, 3)} | {f(compute, 3)} | {n} |")
     lines.append("")
-    per_task, complete, overall = ranking(tasks)
-    lines += ["## Ranking", "",
-              "Per task, the method with the lowest mean and the lowest worst regret over the guesses (LR-free methods: "
-              "their one setting); LRTuner's gap to that method in units of delta. A task where a method of the "
-              "comparison has no rows is marked incomplete.", "",
-              "| task | lowest mean regret | its mean compute | LRTuner behind by | lowest worst regret | its mean compute "
-              "| LRTuner behind by | complete |", "|---|---|---|---|---|---|---|---|"]
-    for row in per_task:
-        table, tuner = row["table"], row["table"].get("lrtuner")
-        gap = [f(tuner[i] - table[row[key]][i], 3) if tuner else "–" for i, key in ((0, "best_mean"), (1, "best_worst"))]
-        lines.append(f"| {row['task']} | {row['best_mean']} ({f(table[row['best_mean']][0], 3)}) | "
-                     f"{f(table[row['best_mean']][2], 3)} | {gap[0]} | {row['best_worst']} "
-                     f"({f(table[row['best_worst']][1], 3)}) | {f(table[row['best_worst']][2], 3)} | {gap[1]} | "
-                     f"{'yes' if row['complete'] else 'no'} |")
-    lines.append("")
-    if overall:
-        lines += [f"Over the {len(complete)} complete task(s) ({', '.join(complete)}): mean rank (1 = best) of each "
-                  "method by mean and by worst regret over the guesses, how often it is first, mean total compute.",
-                  "", "| method | mean rank (mean regret) | first | mean rank (worst regret) | first | mean compute |",
-                  "|---|---|---|---|---|---|"]
-        for method, v in sorted(overall.items(), key=lambda kv: (kv[1]["mean_rank"], kv[1]["worst_rank"])):
-            lines.append(f"| {method} | {f(v['mean_rank'], 3)} | {v['first_mean']} | {f(v['worst_rank'], 3)} | "
-                         f"{v['first_worst']} | {f(v['compute'], 3)} |")
-        lines.append("")
+    lines += ["## At equal compute", ""] + equal_compute_lines(tasks)
+    lines += ["## Ranking", ""] + ranking_lines(tasks)
     if make_plots:
         png = os.path.splitext(out_path)[0] + "_regret_compute.png"
         regret_compute_plot(tasks, png)
@@ -373,6 +520,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--csv", default="docs/results/suite.csv")
     p.add_argument("--out", default="docs/results/suite.md")
+    p.add_argument("--results_md", default="docs/results.md",
+                   help="page whose suite_report sections (targets, equal_compute, ranking) are rewritten; '' skips")
+    p.add_argument("--demo_csv", default="docs/results/demo_cpu.csv", help="the CPU demo's rows, for the targets")
     p.add_argument("--no_plots", action="store_true")
     p.add_argument("--overview_png", default=None, help="also draw linear and lrtuner against the guess for --overview_tasks")
     p.add_argument("--overview_tasks", nargs="+", default=["freshhead_adam", "scratch_sgd", "minilm_cls", "squad_minilm"])
@@ -384,11 +534,19 @@ def main(argv=None):
     with open(args.csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
     tasks = analyse(rows)
+    demo_rows = None
+    if args.demo_csv and os.path.exists(args.demo_csv):
+        with open(args.demo_csv, newline="") as fh:
+            demo_rows = list(csv.DictReader(fh))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    text = render(tasks, args.csv, args.out, make_plots=not args.no_plots)
+    text = render(tasks, args.csv, args.out, make_plots=not args.no_plots, demo_rows=demo_rows)
     with open(args.out, "w") as fh:
         fh.write(text)
     print(f"wrote {args.out} ({len(tasks)} task(s))")
+    if args.results_md:
+        fill_sections(args.results_md, {"targets": targets_lines(tasks, demo_rows),
+                                        "equal_compute": equal_compute_lines(tasks), "ranking": ranking_lines(tasks)})
+        print(f"rewrote the suite_report sections of {args.results_md}")
     if args.overview_png:
         overview_plot(tasks, args.overview_tasks, args.overview_png)
         print(f"wrote {args.overview_png}")

@@ -15,12 +15,12 @@ import pytest
 
 import suite_report
 from suite import METHODS, parse_method, v01_available
-from suite.runner import COLUMNS, read_rows, records_path, register_task, run_suite
+from suite.runner import DEV_SEED_OFFSET, COLUMNS, read_rows, records_path, register_task, run_suite
 from suite.tasks_synthetic import TASKS
 
 EXPECTED_COLUMNS = [
     "task", "tier", "method", "guess", "lr", "seed", "split", "metric_name", "metric", "higher_is_better", "delta",
-    "updates", "trial_updates", "probe_passes", "wall_s",
+    "updates", "trial_updates", "probe_passes", "wall_s", "device",
 ]
 GUESSES = (0.1, 1.0, 10.0)
 
@@ -92,6 +92,8 @@ def test_suite_writes_csv_resumes_and_reports(tiny_tasks, tmp_path):
         test = [r for r in rows if r["task"] == task.name and r["split"] == "test"]
         assert {float(r["lr"]) for r in dev} >= set(task.lr_grid)
         assert all(r["method"] == "linear" and r["guess"] == "" for r in dev)
+        assert {r["seed"] for r in dev} == {str(DEV_SEED_OFFSET)} and {r["seed"] for r in test} == {"0"}
+        assert {r["device"] for r in rows} == {"cpu"}
         assert len(test) == len(methods) * len(GUESSES)
         assert all(r["updates"] == str(task.quick_updates) and r["tier"] == task.tier for r in rows
                    if r["task"] == task.name)
@@ -107,7 +109,14 @@ def test_suite_writes_csv_resumes_and_reports(tiny_tasks, tmp_path):
 
     # report from the CSV alone
     md = str(tmp_path / "suite.md")
-    assert suite_report.main(["--csv", path, "--out", md]) == 0
+    page = tmp_path / "results.md"
+    page.write_text("intro\n<!-- suite_report:targets -->\nold\n<!-- /suite_report:targets -->\n"
+                    "<!-- suite_report:equal_compute --><!-- /suite_report:equal_compute -->\n"
+                    "<!-- suite_report:ranking -->x<!-- /suite_report:ranking -->\nend\n")
+    assert suite_report.main(["--csv", path, "--out", md, "--results_md", str(page), "--demo_csv", ""]) == 0
+    filled = page.read_text()
+    assert filled.startswith("intro\n") and filled.endswith("end\n") and "\nold\n" not in filled
+    assert "| target | met | measured |" in filled and "linear best of k" in filled
     text = open(md).read()
     for task in tiny_tasks:
         assert task.name in text
@@ -185,3 +194,43 @@ def test_ranking_over_guesses_and_tasks():
                      "dadaptation": (5, 4), "greedy": (6, 5), "linear": (7, 7), "knee": (8, 8)}
     assert overall["lrtuner"]["first_mean"] == 1 and overall["lrtuner"]["first_worst"] == 0
     assert overall["lrtuner"]["compute"] == pytest.approx(1.3)
+
+
+def test_linear_best_of_k_and_the_pareto_front():
+    """linear given k runs: the best of k adjacent guesses around each guess, averaged over the windows holding it."""
+    grid = ("0.1", "0.3", "1", "3", "10")
+    regrets = {"linear": dict(zip(grid, (8, 2, 0, 4, 10))), "lrtuner": dict(zip(grid, (1, 0, 0, 1, 2))),
+               "prodigy": {"": 3}, "knee": dict(zip(grid, (9, 3, 1, 5, 11)))}
+    (t,) = suite_report.analyse(_ranking_rows("t", regrets, delta=1.0))
+    assert suite_report.linear_best_of(t, 1) == pytest.approx(dict(zip(grid, (8, 2, 0, 4, 10))))
+    # k=2: 0.1 -> {0.1,0.3}: 2; 0.3 -> {0.1,0.3}: 2, {0.3,1}: 0 -> 1; 1 -> 0; 3 -> {1,3}: 0, {3,10}: 4 -> 2; 10 -> 4
+    assert suite_report.linear_best_of(t, 2) == pytest.approx(dict(zip(grid, (2, 1, 0, 2, 4))))
+    assert suite_report.linear_best_of(t, 9) == pytest.approx(dict.fromkeys(grid, 0))  # k capped at the grid
+    compared = suite_report.equal_compute(t)
+    assert compared["lrtuner"]["k"] == 2 and compared["lrtuner"]["compute"] == pytest.approx(1.3)
+    assert (compared["lrtuner"]["linear_mean"], compared["lrtuner"]["linear_worst"]) == pytest.approx((1.8, 4))
+    assert compared["linear"]["k"] == 1 and compared["linear"]["linear_worst"] == compared["linear"]["worst"]
+    # prodigy (worst 3, compute 1) and lrtuner (worst 2, compute 1.3) trade off; linear and knee are dominated
+    assert suite_report.pareto(suite_report.regret_over_guesses(t)) == ["prodigy", "lrtuner"]
+
+
+def test_targets_from_hand_made_rows():
+    grid = ("0.1", "0.3", "1", "3", "10")
+    peers = {m: {"": 6} if m in ("prodigy", "dadaptation") else dict.fromkeys(grid, 6)
+             for m in suite_report.PEERS if m != "linear"}
+    rows = _ranking_rows("a", {"linear": dict(zip(grid, (8, 2, 0, 4, 10))), "lrtuner": dict(zip(grid, (1, 0.2, 0, 3, 2))),
+                               **peers}, delta=1.0)
+    rows += _ranking_rows("b", {"linear": dict(zip(grid, (8, 2, 0, 4, 10))), "lrtuner": dict(zip(grid, (9, 9, 0, 9, 9))),
+                                **peers}, delta=1.0)
+    gpu = _ranking_rows("gpu", {"linear": dict.fromkeys(grid, 0), "lrtuner": dict.fromkeys(grid, 50)}, delta=1.0)
+    rows += [dict(r, device="NVIDIA H200") for r in gpu]  # GPU rows do not decide
+    tasks = suite_report.analyse(rows)
+    assert [t["task"] for t in suite_report.deciding(tasks)] == ["a", "b"]
+    demo = [{"schedule": s, "seed": str(seed), "f1": str(f1)} for seed in range(3)
+            for s, f1 in (("linear", 50.0), ("lrtuner", 49.5 - seed))]
+    lines = [(name.split(":")[0], met, measured) for name, met, measured in suite_report.targets(tasks, demo_rows=demo)]
+    assert lines[0] == ("No harm", True, "2 of 2 tasks")
+    assert lines[1:3] == [("First against the peers", False, "1 of 2 tasks with every peer")] * 2  # worst, mean
+    assert lines[3] == ("Near guesses", False, "1 of 4 cells")  # only a's x0.3 is within delta
+    assert lines[4][:2] == ("Compute", False)  # 1.3x at x1 (30 trial updates of 100)
+    assert lines[5] == ("The demo", False, "-1.50 F1")

@@ -92,11 +92,38 @@ def test_tiny_run_returns_a_metric_in_range(method):
         assert out["lr_trace"] == pytest.approx([1e-4, 1e-4 * 2 / 3, 1e-4 / 3])
 
 
+@pytest.mark.slow  # loads the pretrained MiniLM and trains it
+def test_mean_pooled_run_learns_through_trainer():
+    """minilm_cls_cpu's model: MiniLM cut to its first layers, mean pooling, a fresh head, trained by Trainer."""
+    import torch
+
+    model = task_minilm.mean_pooled_classifier(task_minilm.model_dir(), 2, 1)
+    assert len(model.encoder.encoder.layer) == 1 and model.encoder.pooler is None
+    rows = task_minilm.tokenized("dev", 4)
+    batch = task_minilm._tokenizer(task_minilm.model_dir()).pad(
+        [{k: v for k, v in r.items() if k != "labels"} for r in rows[:2]], return_tensors="pt")
+    out = model(**batch, labels=torch.tensor([r["labels"] for r in rows[:2]]))
+    assert out.logits.shape == (2, 2) and out.loss.ndim == 0
+    # padding does not change the pooled mean: one row alone gives the same logits as in the padded batch
+    model.eval()
+    alone = task_minilm._tokenizer(task_minilm.model_dir()).pad(
+        [{k: v for k, v in rows[0].items() if k != "labels"}], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(model(**alone).logits[0], model(**batch).logits[0], atol=1e-5)
+
+    out = task_minilm.run_minilm_cls("linear", 1e-3, 0, "dev", 4, "cpu", num_layers=1, eval_questions=8,
+                                     train_pairs=64, batch_size=8, pooling="mean")
+    assert out["updates"] == 4 and len(out["losses"]) == 4 and 0.0 <= out["metric"] <= 100.0
+    assert task_minilm.MINILM_CLS_CPU.run.__name__ == "run_minilm_cls_cpu"
+
+
 def test_run_rejects_bad_arguments():
     with pytest.raises(ValueError, match="split"):
         task_minilm.run_minilm_cls("linear", 1e-4, 0, "train", 3)
     with pytest.raises(ValueError):
         task_minilm.run_minilm_cls("linear:foo=1", 1e-4, 0, "dev", 3)
+    with pytest.raises(ValueError, match="pooling"):
+        task_minilm.run_minilm_cls("linear", 1e-4, 0, "dev", 3, pooling="max")
 
 
 def _cuda():
@@ -106,7 +133,7 @@ def _cuda():
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
-@pytest.mark.parametrize("variant", ["quick", "full"])
+@pytest.mark.parametrize("variant", ["quick", "full", "cpu"])
 def test_squad_command_lines_parse(device, variant, tmp_path):
     from suite import task_squad
 
@@ -123,6 +150,8 @@ def test_squad_command_lines_parse(device, variant, tmp_path):
     assert preset == "offline_cpu" and data_args.validation_file == "dev.json.gz"
     assert model_args.num_hidden_layers == settings["num_hidden_layers"]
     assert data_args.max_train_examples == settings["train_questions"]
+    assert (data_args.max_seq_length, data_args.doc_stride) == (settings.get("max_seq_length", 384),
+                                                                 settings.get("doc_stride", 128))
     assert (training_args.max_steps, training_args.warmup_steps, training_args.seed) == (250, 25, 1)
     assert training_args.learning_rate == 2e-4 and schedule_args.lr_schedule == "lrtuner"
     assert task_squad.variant_for(task_squad.QUICK_UPDATES) == "quick"

@@ -78,6 +78,20 @@ def test_lr_range_test_resets_the_model():
     assert not opt.state and opt.param_groups[0]["lr"] == 0.16
 
 
+@pytest.mark.parametrize("task", ["scratch_sgd", "freshhead_adam"])
+def test_lr_range_test_run_equals_linear_at_its_suggestion(task):
+    """After the range test the run is linear warmup-decay at the suggested LR, to the last digit: no gradient of the
+    range test's last (diverging) iteration leaks into the run's first update."""
+    pytest.importorskip("torch_lr_finder")
+    updates = 30
+    lr = {"scratch_sgd": 0.4, "freshhead_adam": 6.4e-3}[task]
+    tested = TASKS[task].run("lr_range_test", lr, 0, "dev", updates, record_losses=True)
+    suggested = tested["records"][0]["suggested_lr"]
+    linear = TASKS[task].run("linear", suggested, 0, "dev", updates, record_losses=True)
+    assert tested["losses"] == linear["losses"]
+    assert tested["metric"] == linear["metric"]
+
+
 def test_schedulefree_switches_to_eval_before_evaluation(monkeypatch):
     """optimizer.train() before training, optimizer.eval() after the last update (the task evaluates at x)."""
     pytest.importorskip("schedulefree")
@@ -91,6 +105,8 @@ def test_schedulefree_switches_to_eval_before_evaluation(monkeypatch):
     opt = torch.optim.SGD(model.parameters(), lr=0.16, momentum=0.9)
     driver = build_driver("schedulefree", model, opt, None, UPDATES, 2)
     assert isinstance(driver.optimizer, schedulefree.SGDScheduleFree)
+    # its README's 10x-50x for SGD: the guess 0.16 runs at 0.16 x sqrt(10 x 50)
+    assert driver.optimizer.param_groups[0]["lr"] == pytest.approx(0.16 * math.sqrt(500))
     assert driver.optimizer.param_groups[0]["train_mode"]
     driver.finish()
     assert not driver.optimizer.param_groups[0]["train_mode"]

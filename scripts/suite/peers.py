@@ -1,14 +1,18 @@
-"""Peer methods of the tuner suite's plain-PyTorch loop, each at the settings its authors recommend.
+"""Peer methods of the tuner suite's plain-PyTorch loop, at the settings their authors recommend except where said.
 
 Method strings (W = round(0.1 T) as for ``linear``; "guess LR" = the run's ``lr``):
     ``knee``           hf_lrtuner.schedules.get_knee_schedule(optimizer, W, T) at the guess LR: warmup, constant to
                        50% of T, linear to 0 (the default explore_fraction 0.5, the Knee paper's, per its docstring).
     ``greedy``         transformers' GreedyLR (``lr_scheduler_type="greedy"``) at the guess LR, stepped on the smoothed
-                       training loss of every update (see `_GreedyDriver`).
+                       training loss of every update (see `_GreedyDriver`). Our choice, not its authors': its
+                       documented use steps it after evaluations, which the suite's tasks have none of during
+                       training.
     ``lr_range_test``  torch-lr-finder's LRFinder range test from guess/100 to guess*100 (100 iterations, exponential,
                        its README's "tweaked version from fastai"), then linear warmup-decay at its steepest-gradient
                        suggestion. The range-test updates count as ``trial_updates``.
-    ``schedulefree``   schedulefree's AdamWScheduleFree / SGDScheduleFree (by the task's optimizer) at the guess LR.
+    ``schedulefree``   schedulefree's AdamWScheduleFree / SGDScheduleFree (by the task's optimizer) at the guess LR times
+                       `SCHEDULEFREE_LR_SCALE`: its README puts its LR at 1x-10x (AdamW) and 10x-50x (SGD) the LR of a
+                       schedule, so its guesses are centred on the geometric middle of that range (x3.16, x22.4).
     ``prodigy``        prodigyopt's Prodigy(lr=1.0) with cosine annealing (LR-free).
     ``dadaptation``    dadaptation's DAdaptAdam / DAdaptSGD(lr=1.0) with linear warmup-decay (LR-free; warmup starts at
                        1/W, not 0: see `_DAdaptationDriver`).
@@ -116,7 +120,7 @@ RANGE_TEST_SPAN = 100.0  # guess / 100 .. guess * 100
 def _range_test_lr(model, optimizer, loss_fn, batch_at, updates) -> tuple[float, int, dict]:
     """Run LRFinder on the run's first training batches; return (suggested LR, range-test updates, history).
 
-    The model and optimizer are restored with LRFinder.reset() afterwards."""
+    The model and optimizer are restored with LRFinder.reset() afterwards, and the gradients cleared."""
     import torch
     from matplotlib.figure import Figure
     from torch_lr_finder import LRFinder, TrainDataLoaderIter
@@ -157,6 +161,10 @@ def _range_test_lr(model, optimizer, loss_fn, batch_at, updates) -> tuple[float,
         else:
             suggested = history["lr"][0] if history["lr"] else guess / RANGE_TEST_SPAN
         finder.reset()
+    # reset() restores the weights and the optimizer state but not the gradients of the range test's last iteration
+    # (taken at the top of the range, where the loss diverges): the run's first update would add onto them.
+    model.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=True)
     return float(suggested), steps, history
 
 
@@ -185,8 +193,14 @@ def _build_lr_range_test(model, optimizer, train_step, updates, warmup, override
 # Optimizer-replacing peers
 
 
+# schedulefree README: "For SGD, a learning rate 10x-50x larger than classical rates seems to be a good starting point.
+# For AdamW, learning rates in the range 1x-10x larger than with schedule-based approaches seem to work."
+SCHEDULEFREE_LR_SCALE = {"adam": math.sqrt(1 * 10), "sgd": math.sqrt(10 * 50)}
+
+
 class _ScheduleFreeDriver(Driver):
-    """schedulefree README: warmup through ``warmup_steps`` ("Using learning rate warmup is recommended"), no LR
+    """The guess LR times `SCHEDULEFREE_LR_SCALE` of the family (its README's range for a schedule's LR, see above).
+    schedulefree README: warmup through ``warmup_steps`` ("Using learning rate warmup is recommended"), no LR
     scheduler ("There is no need to use a learning rate scheduler"), default betas/momentum 0.9, weight decay 0 as the
     task's optimizer; ``optimizer.train()`` where training starts and ``optimizer.eval()`` before evaluation ("at the
     same place you call model.eval()"): the tasks evaluate right after `train_loop`, so `finish` calls it. No
@@ -196,7 +210,7 @@ class _ScheduleFreeDriver(Driver):
         import schedulefree
 
         family, kw = optimizer_family(optimizer)
-        lr = float(optimizer.param_groups[0]["lr"])
+        lr = float(optimizer.param_groups[0]["lr"]) * SCHEDULEFREE_LR_SCALE[family]
         if family == "adam":
             self.optimizer = schedulefree.AdamWScheduleFree(_params(optimizer), lr=lr, warmup_steps=warmup,
                                                             weight_decay=0.0)

@@ -1,13 +1,19 @@
 """Protocol of the tuner suite: a linear dev grid per task, then every method at guesses around the tuned LR.
 
-1. dev stage: ``linear`` over the task's ``lr_grid`` x seeds on split "dev". The best level (highest mean metric;
+1. dev stage: ``linear`` over the task's ``lr_grid`` x seeds on split "dev", each seed offset by `DEV_SEED_OFFSET`
+   (dev seeds 1000, 1001, 1002 for test seeds 0, 1, 2: another initialisation, batch order and noise stream than
+   any test run, so nothing chosen on dev has seen a test run's training; the synthetic tasks also train dev on
+   their own data draw). The best level (highest mean metric;
    lowest for losses) is the tuned LR eta*. If it is at an edge of the grid, the grid is extended x2 beyond that edge
    and the new level run, until the best is interior (at most `max_extensions` times).
 2. test stage: every method at lr = g * eta* for each guess g, on split "test", with the same seeds. LR-free methods
    (`suite.LR_FREE`) run once per seed with an empty guess.
 3. One CSV row per run (`COLUMNS`, in this order), appended and flushed by the parent process as each run ends. A run
    whose (task, method, guess, lr, seed, split, updates) is already in the CSV is skipped, so the suite resumes.
-   Decision records and LR traces of non-linear methods go to a JSON-lines sidecar (``<csv stem>_records.jsonl``).
+   ``device`` is ``cpu`` or the GPU's name (`device_name`).
+   Decision records and LR traces of non-linear methods go to a JSON-lines sidecar (``<csv stem>_records.jsonl``),
+   and so do the training losses of every update of the linear runs of tasks that return them (the Trainer tiers):
+   the arms that a decision rule can be replayed on.
 """
 
 from __future__ import annotations
@@ -28,11 +34,18 @@ from . import LR_FREE, Task, parse_method
 
 COLUMNS = [
     "task", "tier", "method", "guess", "lr", "seed", "split", "metric_name", "metric", "higher_is_better", "delta",
-    "updates", "trial_updates", "probe_passes", "wall_s",
+    "updates", "trial_updates", "probe_passes", "wall_s", "device",
 ]
 KEY_COLUMNS = ("task", "method", "guess", "lr", "seed", "split", "updates")
 GUESSES = (1 / 30, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+DEV_SEED_OFFSET = 1000  # dev runs use seed + 1000: disjoint from the test runs' seeds (see the module docstring)
 TASK_MODULES = ("suite.tasks_synthetic", "suite.task_minilm", "suite.task_squad")
+# The tasks that decide, every one of them run on a CPU (the GPU tiers minilm_cls, squad_minilm stay as they are).
+CPU_TASKS = ("nqm_sgd", "nqm_adam", "freshhead_adam", "freshhead_sgd", "scratch_sgd", "minilm_cls_cpu",
+             "squad_minilm_cpu")
+# Every method of the comparison (the report's `RANKED`).
+ALL_METHODS = ("linear", "knee", "lrtuner", "prodigy", "schedulefree", "dadaptation", "lr_range_test", "greedy")
+COMPARED_GUESSES = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 _REGISTERED: dict[str, Task] = {}
@@ -79,6 +92,15 @@ def get_task(name: str) -> Task:
 def fmt_number(value: Optional[float]) -> str:
     """An LR or a guess as the CSV stores it (6 significant digits; empty for none)."""
     return "" if value is None else f"{value:.6g}"
+
+
+def device_name(device: str) -> str:
+    """What the CSV's ``device`` column says: ``cpu``, or the CUDA device's name (e.g. ``NVIDIA H100 80GB HBM3``)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device))
+    return device
 
 
 def records_path(csv_path: str) -> str:
@@ -171,10 +193,13 @@ def execute(job: Job) -> dict:
             "higher_is_better": "1" if task.higher_is_better else "0", "delta": repr(float(task.delta)),
             "updates": str(job.updates), "trial_updates": str(int(out.get("trial_updates", 0))),
             "probe_passes": str(int(out.get("probe_passes", 0))), "wall_s": f"{wall:.3f}",
+            "device": device_name(job.device),
         }
         extra = None
         if parse_method(job.method)[0] != "linear":
             extra = {"records": out.get("records"), "lr_trace": out.get("lr_trace")}
+        elif out.get("losses") is not None:  # linear runs are the arms that decision rules are replayed on
+            extra = {"losses": [float(f"{v:.5g}") for v in out["losses"]]}
         return {"row": row, "extra": extra}
     except Exception:  # noqa: BLE001 - a failed run is reported, the suite goes on
         return {"error": traceback.format_exc(), "job": job}
@@ -183,8 +208,8 @@ def execute(job: Job) -> dict:
 class Executor:
     """Runs batches of jobs inline (jobs=1) or in a process pool; writes rows as they finish, with progress."""
 
-    def __init__(self, sink: CsvSink, jobs: int = 1, device: str = "cpu", log=print):
-        self.sink, self.jobs, self.device, self.log = sink, jobs, device, log
+    def __init__(self, sink: CsvSink, jobs: int = 1, device: str = "cpu", log=print, progress: bool = False):
+        self.sink, self.jobs, self.device, self.log, self.progress = sink, jobs, device, log, progress
         self.pool = None
         self.errors: list[dict] = []
         if jobs > 1:
@@ -207,22 +232,28 @@ class Executor:
             self.log(f"  {skipped} run(s) already in {self.sink.path}, skipped")
         if not todo:
             return 0
-        start = time.perf_counter()
+        from tqdm.auto import tqdm
+
+        # The bar (runs done, elapsed, ETA) on stderr; the per-run lines go above it when they go to stdout.
+        bar = tqdm(total=len(todo), desc=todo[0].task, unit="run", disable=not self.progress, dynamic_ncols=True)
+        log = tqdm.write if self.progress and self.log is print else self.log
         results = map(execute, todo) if self.pool is None else self.pool.imap_unordered(execute, todo)
-        for done, res in enumerate(results, 1):
-            elapsed = time.perf_counter() - start
-            eta = elapsed / done * (len(todo) - done)
-            if "error" in res:
-                self.errors.append(res)
-                self.log(f"  [{done}/{len(todo)}] FAILED {res['job'].describe()}: "
-                         f"{res['error'].strip().splitlines()[-1]}  ETA {eta:.0f}s")
-                continue
-            row = res["row"]
-            self.sink.write(row, res["extra"])
-            g = f" x{row['guess']}" if row["guess"] else ""
-            self.log(f"  [{done}/{len(todo)}] {row['task']} {row['method']}{g} lr={row['lr'] or '-'} seed={row['seed']}"
-                     f" {row['split']}: {row['metric_name']}={float(row['metric']):.4g}"
-                     f" trial={row['trial_updates']} ({float(row['wall_s']):.1f}s)  ETA {eta:.0f}s")
+        try:
+            for done, res in enumerate(results, 1):
+                bar.update()
+                if "error" in res:
+                    self.errors.append(res)
+                    log(f"  [{done}/{len(todo)}] FAILED {res['job'].describe()}: "
+                        f"{res['error'].strip().splitlines()[-1]}")
+                    continue
+                row = res["row"]
+                self.sink.write(row, res["extra"])
+                g = f" x{row['guess']}" if row["guess"] else ""
+                log(f"  [{done}/{len(todo)}] {row['task']} {row['method']}{g} lr={row['lr'] or '-'} "
+                    f"seed={row['seed']} {row['split']}: {row['metric_name']}={float(row['metric']):.4g}"
+                    f" trial={row['trial_updates']} ({float(row['wall_s']):.1f}s)")
+        finally:
+            bar.close()
         return len(todo)
 
 
@@ -260,7 +291,7 @@ def dev_stage(task: Task, seeds, updates: int, executor: Executor, max_extension
             grid.append(lr)
     grid.sort()
     for attempt in range(max_extensions + 1):
-        executor.run([Job(task.name, "linear", "", lr, s, "dev", updates, executor.device)
+        executor.run([Job(task.name, "linear", "", lr, s + DEV_SEED_OFFSET, "dev", updates, executor.device)
                       for lr in grid for s in seeds])
         curve = {lr: v for lr, v in dev_curve(read_rows(executor.sink.path), task, updates).items()
                  if any(math.isclose(lr, g, rel_tol=1e-4) for g in grid)}
@@ -304,7 +335,7 @@ def test_jobs(task: Task, methods, guesses, seeds, eta: float, updates: int, dev
 
 
 def run_suite(task_names, methods, seeds, csv_path, quick=False, jobs=1, device="cpu", stage="all",
-              guesses=GUESSES, max_extensions=4, eta: Optional[float] = None, log=print) -> dict:
+              guesses=GUESSES, max_extensions=4, eta: Optional[float] = None, log=print, progress=False) -> dict:
     """The whole protocol; returns {"eta": {task: eta*}, "errors": [...]}. A given `eta` replaces the dev stage's
     tuned LR in the test stage (a task without a dev grid of its own, e.g. ``squad_minilm_large``)."""
     if eta is not None and stage != "test":
@@ -318,7 +349,7 @@ def run_suite(task_names, methods, seeds, csv_path, quick=False, jobs=1, device=
     for m in methods:
         parse_method(m)  # fail early on a bad method string
     sink = CsvSink(csv_path)
-    executor = Executor(sink, jobs=jobs, device=device, log=log)
+    executor = Executor(sink, jobs=jobs, device=device, log=log, progress=progress)
     etas = {}
     try:
         for name in task_names:

@@ -1,4 +1,5 @@
-"""Tier C task ``minilm_cls``: the pretrained MiniLM fine-tuned through `transformers.Trainer` on a real text task.
+"""Tier C tasks ``minilm_cls`` (GPU) and ``minilm_cls_cpu``: the pretrained MiniLM fine-tuned through
+`transformers.Trainer` on a real text task.
 
 The task is question / sentence answer containment, built from the repo's offline SQuAD v1.1 sample
 (``data/squad_offline``): every question is paired with the sentence of its context that contains its (first) answer
@@ -26,6 +27,12 @@ All 6 layers are kept (`NUM_LAYERS`). This checkpoint was trained with mean pool
 0.14 after layer 6): cut to 3 layers the head sees a constant, and in our CPU runs the loss stayed at ln 2 (dev
 accuracy 50%) for 150 updates at peak LRs 2e-4 and 8e-4 (and for 80 updates at 1e-4), where the full model reaches
 75% training accuracy within 60 updates at 1e-4.
+
+Task ``minilm_cls_cpu`` is the tier that decides on a CPU (every method, 5 guesses, 3 seeds in the CPU suite): the
+same pairs and splits, MiniLM cut to its first `CPU_LAYERS` layers with mean pooling over the real tokens (the pooling
+the checkpoint was trained with, so the cut model's sentence representation still depends on its input; see above for
+[CLS]) and a fresh linear head (`mean_pooled_classifier`), batch `CPU_BATCH_SIZE`, T = `CPU_UPDATES`,
+`CPU_EVAL_QUESTIONS` scored questions (500 pairs).
 
 Tokenized pairs are cached in-process and on disk (`cache_dir()`, under the gitignored ``outputs/``; override with
 ``$HF_LRTUNER_SUITE_CACHE``), so a run never tokenizes again.
@@ -280,23 +287,55 @@ def evaluate_accuracy(model, rows, device: str, batch_size: int = 128) -> float:
         for start in range(0, len(order), batch_size):
             chunk = [rows[i] for i in order[start : start + batch_size]]
             batch = tokenizer.pad([{k: v for k, v in r.items() if k != "labels"} for r in chunk], return_tensors="pt")
-            batch = {k: v.to(model.device) for k, v in batch.items()}
+            batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
             predictions = model(**batch).logits.argmax(-1).cpu()
             correct += int((predictions == torch.tensor([r["labels"] for r in chunk])).sum())
     model.train(was_training)
     return 100.0 * correct / len(rows)
 
 
+def mean_pooled_classifier(path: str, num_labels: int, num_layers: int):
+    """MiniLM's first `num_layers` layers, the mean of their last hidden states over the real tokens (the pooling
+    the checkpoint was trained with), dropout and a fresh linear head; returns logits and, given labels, the
+    cross-entropy loss, as a `SequenceClassifierOutput` that `Trainer` reads like a transformers model's."""
+    import torch
+    from transformers import AutoModel
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class MeanPooledClassifier(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = AutoModel.from_pretrained(path, num_hidden_layers=num_layers, add_pooling_layer=False,
+                                                     dtype=torch.float32)
+            self.dropout = torch.nn.Dropout(self.encoder.config.hidden_dropout_prob)
+            self.head = torch.nn.Linear(self.encoder.config.hidden_size, num_labels)
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            logits = self.head(self.dropout(pooled))
+            loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+            return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    return MeanPooledClassifier()
+
+
 def run_minilm_cls(method: str, lr: float | None, seed: int, split: str, updates: int, device: str = "cpu", *,
                    num_layers: int = NUM_LAYERS, eval_questions: int | None = EVAL_QUESTIONS,
-                   train_pairs: int | None = None, batch_size: int = BATCH_SIZE) -> dict:
+                   train_pairs: int | None = None, batch_size: int = BATCH_SIZE, pooling: str = "cls") -> dict:
     """Fine-tune MiniLM for `updates` updates with `method` at peak/initial LR `lr`; score accuracy on `split`.
 
     Returns ``metric`` (accuracy in percent on `split`), ``trial_updates``, ``probe_passes``, ``lr_trace`` (the LR of
     every update), ``losses`` (logged training loss of every update), ``records`` (the tuner's, None for linear),
-    ``diverged``, ``updates``, ``eval_pairs`` and ``train_seconds`` / ``eval_seconds``. `num_layers`,
-    `eval_questions`, `train_pairs` (first N training pairs) and `batch_size` exist for tests.
+    ``diverged``, ``updates``, ``eval_pairs`` and ``train_seconds`` / ``eval_seconds``. `pooling` is ``"cls"``
+    (``AutoModelForSequenceClassification``: the pooled [CLS] state, `minilm_cls`) or ``"mean"``
+    (`mean_pooled_classifier`, `minilm_cls_cpu`). `num_layers`, `eval_questions`, `train_pairs` (first N training
+    pairs) and `batch_size` also exist for tests.
     """
+    if pooling not in ("cls", "mean"):
+        raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}.")
     base, overrides = check_trainer_run("minilm_cls", method, lr, split)
     lr = 1.0 if lr is None else lr  # LR-free optimizers: their authors' lr=1.0 (peers.py)
     import torch
@@ -318,9 +357,12 @@ def run_minilm_cls(method: str, lr: float | None, seed: int, split: str, updates
     output_dir = tempfile.mkdtemp(prefix="minilm_cls-")
     try:
         set_seed(seed)  # the head's initialisation
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir(), num_labels=2, num_hidden_layers=num_layers, dtype=torch.float32
-        )
+        if pooling == "mean":
+            model = mean_pooled_classifier(model_dir(), 2, num_layers)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                model_dir(), num_labels=2, num_hidden_layers=num_layers, dtype=torch.float32
+            )
         if cuda:
             model.to(device)  # before the optimizer is built (its fused kernel is per device)
         optimizer = adamw(model, lr)
@@ -388,4 +430,21 @@ MINILM_CLS = Task(
     run=run_minilm_cls,
 )
 
-TASKS = [MINILM_CLS]
+CPU_LAYERS = 2
+CPU_BATCH_SIZE = 16
+CPU_UPDATES = 150
+CPU_EVAL_QUESTIONS = 250
+
+
+def run_minilm_cls_cpu(method: str, lr: float | None, seed: int, split: str, updates: int,
+                       device: str = "cpu") -> dict:
+    """`run_minilm_cls` cut to run on a CPU: `CPU_LAYERS` layers, mean pooling, batch `CPU_BATCH_SIZE`,
+    `CPU_EVAL_QUESTIONS` scored questions."""
+    return run_minilm_cls(method, lr, seed, split, updates, device, num_layers=CPU_LAYERS, pooling="mean",
+                          batch_size=CPU_BATCH_SIZE, eval_questions=CPU_EVAL_QUESTIONS)
+
+
+MINILM_CLS_CPU = dataclasses.replace(MINILM_CLS, name="minilm_cls_cpu", updates=CPU_UPDATES,
+                                     lr_grid=(2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3), run=run_minilm_cls_cpu)
+
+TASKS = [MINILM_CLS, MINILM_CLS_CPU]

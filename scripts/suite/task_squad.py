@@ -27,6 +27,10 @@ Task ``squad_minilm_large`` is the GPU check's larger scale (``scripts/gpu_check
 their features), 6 layers, bf16 on CUDA, 1,000 scored questions. It has no dev grid of its own (device time): its guesses
 are multiples of squad_minilm's tuned LR, passed with ``tuner_suite.py --eta``.
 
+Task ``squad_minilm_cpu`` is the tier that decides on a CPU (every method, 5 guesses, 3 seeds in the CPU suite):
+the same pipeline cut to the ``cpu`` variant: MiniLM's first 2 layers, 2,000 training questions, max_seq_length 128
+with doc_stride 32, batch 16, T = `CPU_UPDATES`, 300 scored questions.
+
 The metric is F1 (percent) on the scored questions.
 """
 
@@ -57,10 +61,13 @@ UPDATES = 250  # about one epoch of 4,000 questions at batch 16 (the preset's 25
 QUICK_UPDATES = 40
 LR_GRID = (2.5e-5, 5e-5, 1e-4, 2e-4, 4e-4, 8e-4)
 LARGE_UPDATES = 240
+CPU_UPDATES = 120
 VARIANTS = {
     "full": {"num_hidden_layers": 6, "train_questions": 4000, "eval_questions": 1000, "batch_size": 16},
     "quick": {"num_hidden_layers": 2, "train_questions": 320, "eval_questions": 100, "batch_size": 8},
     "large": {"num_hidden_layers": 6, "train_questions": 100_000, "eval_questions": 1000, "batch_size": 32},
+    "cpu": {"num_hidden_layers": 2, "train_questions": 2000, "eval_questions": 300, "batch_size": 16,
+            "max_seq_length": 128, "doc_stride": 32},
 }
 
 
@@ -117,6 +124,9 @@ def run_squad_arguments(method_base: str, lr: float, seed: int, split: str, upda
         "--output_dir", output_dir, "--disable_tqdm", "true", "--logging_steps", "1",
         "--log_level", "warning",
     ]
+    for option in ("max_seq_length", "doc_stride"):  # the preset's 384 / 128 unless the variant sets them
+        if option in settings:
+            args += [f"--{option}", str(settings[option])]
     if cuda:
         args += ["--bf16", "true", "--dataloader_pin_memory", "true", "--per_device_eval_batch_size", "256"]
     else:
@@ -244,7 +254,18 @@ def run_squad_minilm_large(method: str, lr: float | None, seed: int, split: str,
 SQUAD_MINILM_LARGE = dataclasses.replace(SQUAD_MINILM, name="squad_minilm_large", updates=LARGE_UPDATES,
                                          quick_updates=QUICK_UPDATES, run=run_squad_minilm_large)
 
-TASKS = [SQUAD_MINILM, SQUAD_MINILM_LARGE]
+
+
+def run_squad_minilm_cpu(method: str, lr: float | None, seed: int, split: str, updates: int,
+                         device: str = "cpu") -> dict:
+    """`run_squad_minilm` at the ``cpu`` variant, whatever `updates`."""
+    return run_squad_minilm(method, lr, seed, split, updates, device, variant="cpu")
+
+
+SQUAD_MINILM_CPU = dataclasses.replace(SQUAD_MINILM, name="squad_minilm_cpu", updates=CPU_UPDATES,
+                                       quick_updates=QUICK_UPDATES, run=run_squad_minilm_cpu)
+
+TASKS = [SQUAD_MINILM, SQUAD_MINILM_LARGE, SQUAD_MINILM_CPU]
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Synthetic tasks of the tuner suite (tiers A and B): under a second to a few seconds per run on one CPU thread.
 
 Every task trains through `suite.train_loop`, so a method sees exactly the batches the linear baseline of the same
-seed sees (the seed drives the init of the new weights and the batch order). ``split`` only selects the evaluation
-data ("dev" or "test": disjoint draws from the task's generator with fixed seeds); the training data is the same for
-both, and the dev grid never touches the test data. Warmup is round(0.1 T) for every task and method. Numbers below:
+seed sees (the seed drives the init of the new weights and the batch order). ``split`` selects the data: "dev" trains on its own
+draw from the task's generator and scores another, "test" trains on the training draw and scores a third (fixed
+generator seeds), so the dev grid never touches the test runs' training or evaluation data; the suite also runs dev
+with other seeds (`runner.DEV_SEED_OFFSET`). Warmup is round(0.1 T) for every task and method. Numbers below:
 linear warmup-decay, dev split, mean of 3 seeds (`docs/results/suite.csv`).
 
 Tier A, noisy quadratic model (Wu, Ren, Liao, Grosse 2018, arXiv 1803.02021), d = 500, h_i = 1/i, gradient noise
@@ -55,7 +56,7 @@ S_HIDDEN = 128  # student encoder width
 _SEED_TEACHER_A = 1001
 _SEED_TEACHER_B = 1002
 _SEED_PRETRAIN = 1003
-_SPLIT_SEEDS = {"train": 2001, "dev": 2002, "test": 2003}
+_SPLIT_SEEDS = {"train": 2001, "dev": 2002, "test": 2003, "dev_train": 2004}
 
 
 def _teacher_layers(seed, widths):
@@ -139,9 +140,16 @@ def _freshhead_data():
     _, teacher_b = _teachers()
     return {
         "train": _draw(teacher_b, FRESHHEAD_TRAIN, _SPLIT_SEEDS["train"]),
+        "dev_train": _draw(teacher_b, FRESHHEAD_TRAIN, _SPLIT_SEEDS["dev_train"]),
         "dev": _draw(teacher_b, EVAL_N, _SPLIT_SEEDS["dev"]),
         "test": _draw(teacher_b, EVAL_N, _SPLIT_SEEDS["test"]),
     }
+
+
+def _training_part(split):
+    """The dev split trains on its own draw: choosing an LR (or a tuner default) on dev never sees the test runs'
+    training data."""
+    return "dev_train" if split == "dev" else "train"
 
 
 def _batch_fn(x, y, seed, updates, batch_size=32):
@@ -196,7 +204,7 @@ def _evaluate(model, x, y):
 def run_freshhead(method, lr, seed, split, updates, device="cpu", optimizer="adam", record_losses=False):
     """Fine-tune the pretrained encoder with a new head (init from `seed`) on teacher B's data."""
     data = _freshhead_data()
-    x, y = data["train"]
+    x, y = data[_training_part(split)]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = Student()
@@ -274,6 +282,7 @@ def _scratch_data():
     draw = functools.partial(_draw, teacher)
     return {
         "train": draw(SCRATCH_TRAIN, _SPLIT_SEEDS["train"] + 100),
+        "dev_train": draw(SCRATCH_TRAIN, _SPLIT_SEEDS["dev_train"] + 100),
         "dev": draw(EVAL_N, _SPLIT_SEEDS["dev"] + 100),
         "test": draw(EVAL_N, _SPLIT_SEEDS["test"] + 100),
     }
@@ -282,7 +291,7 @@ def _scratch_data():
 def run_scratch(method, lr, seed, split, updates, device="cpu", optimizer="sgd", record_losses=False):
     """Train the student MLP from a random init (from `seed`) on the scratch teacher's data."""
     data = _scratch_data()
-    x, y = (t.to(device) for t in data["train"])
+    x, y = (t.to(device) for t in data[_training_part(split)])
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = Student(depth=SCRATCH_DEPTH).to(device)
