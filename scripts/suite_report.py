@@ -125,8 +125,9 @@ def analyse(rows):
         by_method = defaultdict(dict)  # method -> guess -> cell
         for c in cells:
             by_method[c["method"]][c["guess"]] = c
-        cpu = all(r.get("device", "cpu") == "cpu" for r in rs if r["split"] == "test")
-        out.append(dict(task=task, tier=info["tier"], metric=info["metric_name"], higher=higher, delta=delta, cpu=cpu,
+        devices = sorted({r.get("device") or "cpu" for r in rs if r["split"] == "test"})
+        cpu = devices == ["cpu"]
+        out.append(dict(task=task, tier=info["tier"], metric=info["metric_name"], higher=higher, delta=delta, cpu=cpu, devices=devices,
                         updates=updates, dev=dev_stats, eta=eta, interior=interior, cells=cells,
                         by_method=dict(by_method), lin_regret=lin_regret))
     return out
@@ -435,6 +436,56 @@ def ranking_lines(tasks) -> list:
     return lines
 
 
+def tasks_lines(tasks) -> list:
+    lines = ["| task | tier | T | metric | delta | tuned LR (dev) | interior | test rows ran on |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t in tasks:
+        lines.append(f"| `{t['task']}` | {t['tier']} | {t['updates']} | {t['metric']} | {f(t['delta'])} | "
+                     f"{f(t['eta'], 3) if t['eta'] else '–'} | {'yes' if t['interior'] else 'NO'} | "
+                     f"{', '.join(t['devices'])} |")
+    return lines + [""]
+
+
+def metrics_lines(tasks, methods=("linear", "lrtuner")) -> list:
+    """Mean test metric per guess, one column per guess, `methods` joined by arrows."""
+    lines = [f"Mean test metric over the seeds, {' → '.join(methods)} (accuracy in %, F1, or the quadratic's loss, "
+             "lower is better):", "", "| task | " + " | ".join(guess_label(g) for g in GUESS_GRID) + " |",
+             "|---|" + "---|" * len(GUESS_GRID)]
+    for t in tasks:
+        cells = []
+        for g in GUESS_GRID:
+            values = [t["by_method"].get(m, {}).get(g) for m in methods]
+            cells.append(" → ".join(f(c["mean"], 3) if c else "–" for c in values) if any(values) else "–")
+        lines.append(f"| `{t['task']}` | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def ablation_lines(tasks, prefix="lrtuner") -> list:
+    """LRTuner's variants (method strings starting with `prefix`) over the tasks that have them: UB95 of the regret
+    at x1 and the mean regret over the guesses, both in units of delta, and the compute at x1."""
+    variants = sorted({m for t in tasks for m in t["by_method"] if m.startswith(prefix)})
+    chosen = [t for t in tasks if sum(m in t["by_method"] for m in variants) > 1]
+    if not chosen:
+        return ["No task has more than one LRTuner variant.", ""]
+    lines = ["UB95 of the paired regret at x1 / mean regret over x0.1-x10, both in units of delta; compute at x1 "
+             "(range over the tasks):", "",
+             "| variant | " + " | ".join(f"`{t['task']}`" for t in chosen) + " | compute at x1 |",
+             "|---|" + "---|" * (len(chosen) + 1)]
+    for m in variants:
+        cells, computes = [], []
+        for t in chosen:
+            v, table = verdicts(t).get(m), regret_over_guesses(t).get(m)
+            if v is None or table is None:
+                cells.append("–")
+                continue
+            cells.append(f"{f(v['ub'] / t['delta'], 3)} / {f(table[0], 3)}")
+            if math.isfinite(v["compute"]):
+                computes.append(v["compute"])
+        span = f"{f(min(computes), 3)}-{f(max(computes), 3)}" if computes else "–"
+        lines.append(f"| `{m}` | " + " | ".join(cells) + f" | {span} |")
+    return lines + [""]
+
+
 def fill_sections(path: str, sections: dict) -> None:
     """Replace the text between ``<!-- suite_report:NAME -->`` and ``<!-- /suite_report:NAME -->`` in the file at
     `path` by ``sections[NAME]`` (lines); a marker pair missing from the file is an error."""
@@ -521,7 +572,9 @@ def main(argv=None):
     p.add_argument("--csv", default="docs/results/suite.csv")
     p.add_argument("--out", default="docs/results/suite.md")
     p.add_argument("--results_md", default="docs/results.md",
-                   help="page whose suite_report sections (targets, equal_compute, ranking) are rewritten; '' skips")
+                   help="page whose suite_report sections (targets, tasks, metrics, equal_compute, ranking, "
+                        "ablation) are "
+                        "rewritten; '' skips")
     p.add_argument("--demo_csv", default="docs/results/demo_cpu.csv", help="the CPU demo's rows, for the targets")
     p.add_argument("--no_plots", action="store_true")
     p.add_argument("--overview_png", default=None, help="also draw linear and lrtuner against the guess for --overview_tasks")
@@ -544,8 +597,9 @@ def main(argv=None):
         fh.write(text)
     print(f"wrote {args.out} ({len(tasks)} task(s))")
     if args.results_md:
-        fill_sections(args.results_md, {"targets": targets_lines(tasks, demo_rows),
-                                        "equal_compute": equal_compute_lines(tasks), "ranking": ranking_lines(tasks)})
+        fill_sections(args.results_md, {"targets": targets_lines(tasks, demo_rows), "tasks": tasks_lines(tasks),
+                                        "metrics": metrics_lines(tasks), "equal_compute": equal_compute_lines(tasks),
+                                        "ranking": ranking_lines(tasks), "ablation": ablation_lines(tasks)})
         print(f"rewrote the suite_report sections of {args.results_md}")
     if args.overview_png:
         overview_plot(tasks, args.overview_tasks, args.overview_png)

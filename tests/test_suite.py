@@ -112,7 +112,10 @@ def test_suite_writes_csv_resumes_and_reports(tiny_tasks, tmp_path):
     page = tmp_path / "results.md"
     page.write_text("intro\n<!-- suite_report:targets -->\nold\n<!-- /suite_report:targets -->\n"
                     "<!-- suite_report:equal_compute --><!-- /suite_report:equal_compute -->\n"
-                    "<!-- suite_report:ranking -->x<!-- /suite_report:ranking -->\nend\n")
+                    "<!-- suite_report:ranking -->x<!-- /suite_report:ranking -->\n"
+                    "<!-- suite_report:tasks --><!-- /suite_report:tasks -->\n"
+                    "<!-- suite_report:metrics --><!-- /suite_report:metrics -->\n"
+                    "<!-- suite_report:ablation --><!-- /suite_report:ablation -->\nend\n")
     assert suite_report.main(["--csv", path, "--out", md, "--results_md", str(page), "--demo_csv", ""]) == 0
     filled = page.read_text()
     assert filled.startswith("intro\n") and filled.endswith("end\n") and "\nold\n" not in filled
