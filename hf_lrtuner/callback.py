@@ -165,7 +165,7 @@ class LRTunerCallback(TrainerCallback):
         self._resume_state = checkpoint.load_race_state(folder, saved, **self._process())
         if self._resume_state is None:
             tuner = self.trainer.lr_scheduler.tuner
-            race = (f"abandons the race it was in (started at update {tuner.race_start}) and races again from "
+            race = (f"abandons the race it was in (started at update {tuner.race_start}); races may start again from "
                     f"update {saved['last_epoch']}" if tuner.racing else
                     f"takes its roll-back point at update {saved['last_epoch']}")
             logger.warning(

@@ -192,15 +192,16 @@ def categories(points: List[str], records: List[dict]) -> dict:
 
 
 def kill_and_resume(directory: Path, points: dict, settings: dict, kills: int, rng: random.Random,
-                    timed_share: float = 0.0, max_delay: float = 10.0) -> List[tuple]:
+                    timed_share: float = 0.0, max_delay: float = 10.0, plan: Optional[List[str]] = None) -> List[tuple]:
     """Run to the end in `directory`, killed `kills` times: each at a moment after the checkpoint the attempt resumes
-    from, of a category of `points` (see `categories`) drawn at random, or (with probability `timed_share`) from
-    outside after a random delay up to `max_delay` seconds. Returns `(category, moment, resumed from)` per kill."""
+    from, of a category of `points` (see `categories`; the `plan`'s, in order, where it has one left) drawn at random,
+    or (with probability `timed_share`) from outside after a random delay up to `max_delay` seconds. Returns
+    `(category, moment, resumed from)` per kill."""
     from hf_lrtuner.checkpoint import last_complete_checkpoint
 
     directory.mkdir(parents=True, exist_ok=True)
     resume, killed = None, []
-    for _ in range(kills):
+    for kill in range(kills):
         resumed_at = int(resume.rsplit("-", 1)[1]) if resume else -1
         reachable = {kind: [p for p in group if _reachable(p, resumed_at)] for kind, group in points.items()}
         reachable = {kind: group for kind, group in reachable.items() if group}
@@ -209,7 +210,8 @@ def kill_and_resume(directory: Path, points: dict, settings: dict, kills: int, r
             code = run_attempt(directory, settings, resume=resume, kill_after=delay)
             moment = f"after {delay:.1f} s"
         else:
-            category = rng.choice(sorted(reachable))
+            planned = plan[kill] if plan and kill < len(plan) else None
+            category = planned if planned in reachable else rng.choice(sorted(reachable))
             moment = rng.choice(reachable[category])
             code = run_attempt(directory, settings, kill=moment, resume=resume)
         if code == 0:  # a timed kill that came after the end
