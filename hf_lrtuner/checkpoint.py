@@ -148,6 +148,7 @@ def race_state_path(checkpoint: str, rank: int, world_size: int) -> str:
 def save_race_state(checkpoint: str, runner, rank: int, world_size: int, sharded: bool):
     """Save `runner`'s state for process `rank` of `world_size` in `checkpoint` (see the module's docstring)."""
     owns_snapshot = sharded or rank == 0
+    os.makedirs(checkpoint, exist_ok=True)  # under DDP only process 0 saves Trainer's files: it may not be there yet
     metadata = {"step": runner.step, "rank": rank, "world_size": world_size, "sharded": sharded,
                 "tuner": tuner_fingerprint(runner.scheduler.state_dict())}
     save_checkpoint_file(runner.state_dict(include_snapshot=owns_snapshot), race_state_path(checkpoint, rank,
