@@ -159,7 +159,7 @@ class LRTunerCallback(TrainerCallback):
             self._saved_scheduler_state = checkpoint.read_scheduler_file(folder)
 
     def _load_race_state(self, folder: str):
-        saved = self._saved_scheduler_state
+        saved, self._saved_scheduler_state = self._saved_scheduler_state, None
         if saved is None or saved["tuner"] is None:
             return
         self._resume_state = checkpoint.load_race_state(folder, saved, **self._process())
