@@ -18,6 +18,10 @@ accelerate 1.15.0 and torch 2.13.0 (line numbers below are transformers 5.24.0's
   `train()`, as Trainer does with its own.
 - `Trainer._memory_tracker` (L2863, L2900, in `evaluate`): `QuestionAnsweringTrainer.evaluate` reports memory
   metrics as `Trainer.evaluate` does (when `skip_memory_metrics=False`).
+- `Trainer._save_optimizer_and_scheduler(output_dir)` (L3565) and `Trainer._load_optimizer_and_scheduler(checkpoint)`
+  (L3938) are wrapped on the instance: every process calls them for each checkpoint it saves (in `_save_checkpoint`,
+  before `trainer_state.json`, L3444) or resumes from (before `on_train_begin`, L1854), with the checkpoint's folder,
+  which no callback event gives (`on_save` comes after `trainer_state.json` and the rotation of old checkpoints).
 - `AcceleratedOptimizer.optimizer` (the wrapped optimizer) and `AcceleratedScheduler.scheduler`,
   `.step_with_optimizer`, `.split_batches` (accelerate `scheduler.py`): its `step()` steps the wrapped scheduler once
   per process and update unless `split_batches` or `step_with_optimizer=False`.
@@ -95,6 +99,32 @@ def unwrap_training_step(trainer):
     """Undo `wrap_training_step` (nothing to undo when it was not called)."""
     if "training_step" in vars(trainer):
         del trainer.training_step
+
+
+def wrap_checkpoint_io(trainer, after_save: Callable[[str], None], before_load: Callable[[str], None],
+                       after_load: Callable[[str], None]):
+    """Make every process call `after_save(folder)` once Trainer has saved the optimizer and scheduler of a checkpoint,
+    and `before_load(folder)` / `after_load(folder)` around their loading from the checkpoint a run resumes from."""
+    save, load = trainer._save_optimizer_and_scheduler, trainer._load_optimizer_and_scheduler
+
+    def saving(output_dir: str) -> None:
+        save(output_dir)
+        after_save(output_dir)
+
+    def loading(checkpoint: Optional[str]) -> None:
+        if checkpoint is not None:
+            before_load(checkpoint)
+        load(checkpoint)
+        if checkpoint is not None:
+            after_load(checkpoint)
+
+    trainer._save_optimizer_and_scheduler = saving
+    trainer._load_optimizer_and_scheduler = loading
+
+
+def wait_for_every_process(trainer):
+    """A barrier over the processes of `trainer`'s run (nothing with one process)."""
+    trainer.accelerator.wait_for_everyone()
 
 
 def replay_update(trainer, training_step: Callable, micro_batches: List[Tuple[dict, tuple, dict]]) -> torch.Tensor:

@@ -11,6 +11,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from . import _trainer_internals as internals
+from . import checkpoint
 from .config import LRTunerConfig
 from .records import TuningRecord, is_race
 from .scheduler import LRTunerScheduler
@@ -32,6 +33,12 @@ class LRTunerCallback(TrainerCallback):
     Trainer gives its callbacks no reference to itself, so the callback is bound to its Trainer explicitly:
     `LRTunerCallback().bind(trainer)` (which also adds it to the trainer's callbacks), or `LRTunerTrainer` /
     `LRTunerTrainerMixin`, which do it. An unbound callback refuses to start training.
+
+    Checkpoints: Trainer's `scheduler.pt` holds the tuner's decisions; the callback adds the race state beside it
+    (`lrtuner_rank{r}_of_{w}.pt`, see [`hf_lrtuner.checkpoint`]), so that a run resumed from any checkpoint, inside a
+    race too, continues exactly as the uninterrupted run. Resume from
+    `hf_lrtuner.checkpoint.last_complete_checkpoint(output_dir)` after a process was killed: Trainer's
+    `resume_from_checkpoint=True` takes the newest folder, even one whose writing was cut short.
 
     Under FSDP2 (`TrainingArguments(fsdp=..., fsdp_config={"version": 2})`) every process snapshots its own shards of
     the parameters and optimizer state. Trainer refuses `optimizers=` there, so use `LRTunerTrainer` or
@@ -55,6 +62,8 @@ class LRTunerCallback(TrainerCallback):
         self.trainer: Optional[Trainer] = None
         self.scheduler: Optional[LRTunerScheduler] = None
         self.runner: Optional[TrialRunner] = None
+        self._saved_scheduler_state: Optional[dict] = None  # scheduler.pt of the checkpoint being resumed from
+        self._resume_state: Optional[dict] = None  # the runner's state saved with it
 
     def bind(self, trainer: Trainer) -> "LRTunerCallback":
         """Run inside `trainer`: keep a reference to it and add this callback to its callbacks unless it is there.
@@ -71,6 +80,9 @@ class LRTunerCallback(TrainerCallback):
             raise ValueError("This LRTunerCallback is bound to another Trainer already: use one callback per Trainer.")
         if self not in trainer.callback_handler.callbacks:
             trainer.add_callback(self)
+        if self.trainer is None:
+            internals.wrap_checkpoint_io(trainer, after_save=self._save_race_state,
+                                         before_load=self._read_scheduler_file, after_load=self._load_race_state)
         self.trainer = trainer
         return self
 
@@ -99,7 +111,9 @@ class LRTunerCallback(TrainerCallback):
             train_step=lambda micro_batches: internals.replay_update(trainer, self._training_step, micro_batches),
             scaler=internals.grad_scaler(trainer),
             reduce_scores=lambda values: internals.mean_over_processes(trainer, values),
+            state=self._resume_state,
         )
+        self._resume_state = None
 
     def on_step_end(self, args, state, control, **kwargs):
         micro_batches, losses = self._update_batches, self._update_losses
@@ -126,6 +140,38 @@ class LRTunerCallback(TrainerCallback):
                 "lrtuner/multiplier": tuner.multiplier,
             }
         )
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def _process(self) -> dict:
+        args = self.trainer.args
+        return dict(rank=args.process_index, world_size=args.world_size,
+                    sharded=internals.sharding_backend(self.trainer) == "FSDP2")
+
+    def _save_race_state(self, folder: str):
+        if self.runner is None:  # a checkpoint saved outside training
+            return
+        checkpoint.save_race_state(folder, self.runner, **self._process())
+        internals.wait_for_every_process(self.trainer)  # Trainer's trainer_state.json marks a complete checkpoint
+
+    def _read_scheduler_file(self, folder: str):
+        self._saved_scheduler_state = None
+        if isinstance(self.trainer.lr_scheduler, LRTunerScheduler):
+            self._saved_scheduler_state = checkpoint.read_scheduler_file(folder)
+
+    def _load_race_state(self, folder: str):
+        saved, self._saved_scheduler_state = self._saved_scheduler_state, None
+        if saved is None or saved["tuner"] is None:
+            return
+        self._resume_state = checkpoint.load_race_state(folder, saved, **self._process())
+        if self._resume_state is None:
+            tuner = self.trainer.lr_scheduler.tuner
+            race = (f"abandons the race it was in (started at update {tuner.race_start}); races may start again from "
+                    f"update {saved['last_epoch']}" if tuner.racing else
+                    f"takes its roll-back point at update {saved['last_epoch']}")
+            logger.warning(
+                "LRTuner: %s was saved by hf_lrtuner 0.2/0.3, without the race state. The run keeps the tuner's "
+                "decisions so far, but %s: deterministic, not the uninterrupted run's trajectory.", folder, race,
+            )
 
     # ------------------------------------------------------------------------------------------- races
     def _record_training_steps(self, trainer: Trainer):

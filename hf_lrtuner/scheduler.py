@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Optional, Sequence
 
@@ -50,6 +51,7 @@ class LRTunerScheduler(LRScheduler):
             raise TypeError(f"config must be an LRTunerConfig, got {type(config).__name__}.")
         self.config = config if config is not None else LRTunerConfig()
         self.tuner: Optional[LRTuner] = None
+        self._restored = False  # whether the tuner came from a checkpoint
         if num_training_steps is not None:
             self.tuner = LRTuner(self.config, num_training_steps)
         super().__init__(optimizer, last_epoch)
@@ -62,6 +64,8 @@ class LRTunerScheduler(LRScheduler):
         """Set the budget of a scheduler built without one, and apply the LR of the current step."""
         if self.tuner is not None:
             if self.tuner.total_steps != num_training_steps:
+                if self._restored:
+                    raise ValueError(_budget_differs(self.tuner.total_steps, num_training_steps))
                 raise ValueError(
                     f"This LRTunerScheduler was built for {self.tuner.total_steps} updates but training runs "
                     f"{num_training_steps}. Build it with num_training_steps={num_training_steps}, or leave "
@@ -105,8 +109,11 @@ class LRTunerScheduler(LRScheduler):
         self._write_lrs([base_lr * multiplier for base_lr in self.base_lrs])
 
     # -- checkpointing: plain Python types only, so Trainer's torch.load(weights_only=True) restores it
+    STATE_FORMAT = 2  # 2: the race state is saved beside (hf_lrtuner.checkpoint); 0.2 and 0.3 wrote no "format"
+
     def state_dict(self) -> dict:
         return {
+            "format": self.STATE_FORMAT,
             "last_epoch": self.last_epoch,
             "_step_count": self._step_count,
             "base_lrs": list(self.base_lrs),
@@ -116,14 +123,44 @@ class LRTunerScheduler(LRScheduler):
         }
 
     def load_state_dict(self, state_dict: dict):
+        """Continue from `state_dict()` of a scheduler of the same run (this version's, or hf_lrtuner 0.2's/0.3's).
+
+        Raises:
+            ValueError: the state is of a run with another `LRTunerConfig` (the message names the settings that
+                differ; `snapshot_device` may differ) or another budget, or is not a scheduler state.
+        """
+        missing = {"last_epoch", "_step_count", "base_lrs", "_last_lr", "config", "tuner"} - set(state_dict)
+        if missing:
+            raise ValueError(f"This is not an LRTunerScheduler state: it lacks {sorted(missing)}.")
+        saved = LRTunerConfig(**{**state_dict["config"], "snapshot_device": self.config.snapshot_device})
+        differences = [f"{field.name}={getattr(saved, field.name)!r} (checkpoint) vs "
+                       f"{getattr(self.config, field.name)!r} (this scheduler)"
+                       for field in dataclasses.fields(LRTunerConfig)
+                       if getattr(saved, field.name) != getattr(self.config, field.name)]
+        if differences:
+            raise ValueError(
+                "The checkpoint was saved by a run with another LRTunerConfig: " + "; ".join(differences) + ". "
+                "Resume with the checkpoint's settings, or start a new run (from its weights, without its scheduler)."
+            )
+        saved_budget = (state_dict["tuner"] or {}).get("total_steps")
+        if self.tuner is not None and saved_budget is not None and saved_budget != self.tuner.total_steps:
+            raise ValueError(_budget_differs(saved_budget, self.tuner.total_steps))
+        self._restored = True
         self.last_epoch = state_dict["last_epoch"]
         self._step_count = state_dict["_step_count"]
         self.base_lrs = list(state_dict["base_lrs"])
         self._last_lr = list(state_dict["_last_lr"])
-        # where snapshots live depends on the machine, not on the run: keep this scheduler's choice
-        self.config = LRTunerConfig(**{**state_dict["config"], "snapshot_device": self.config.snapshot_device})
+        self.config = saved  # where snapshots live depends on the machine, not on the run: this scheduler's choice
         self.tuner = None
         if state_dict["tuner"] is not None:
             self.tuner = LRTuner.from_state_dict(state_dict["tuner"])
         # Building a scheduler writes the LR of step 0 to the optimizer; the next update must run at the saved LR.
         self._write_lrs(self._last_lr)
+
+
+def _budget_differs(saved: int, this: int) -> str:
+    return (
+        f"The checkpoint's LRTuner state is for a budget of {saved} updates (num_training_steps), this run's is "
+        f"{this}. The schedule and the races are planned for the budget, so a resumed run must keep it: resume with "
+        f"max_steps={saved}, or start a new run (from the checkpoint's weights, without its scheduler)."
+    )

@@ -85,19 +85,21 @@ class TrainingSnapshot:
         ]
         return sum(c.values.numel() * c.values.element_size() for c in copies if isinstance(c, _TensorCopy))
 
-    def _save(self, tensor: torch.Tensor, previous: Any) -> _TensorCopy:
-        """Copy `tensor`'s local values into `previous`'s buffer when it fits, else into a new one."""
+    def _save(self, tensor: torch.Tensor, previous: Any, source: Optional[torch.Tensor] = None) -> _TensorCopy:
+        """Copy `tensor`'s local values (or `source`, values saved for it) into `previous`'s buffer when it fits,
+        else into a new one."""
         local = _local(tensor)
+        source = local if source is None else source
         if isinstance(previous, _TensorCopy) and previous.values.shape == local.shape and (
             previous.values.dtype == local.dtype
         ):
-            previous.values.copy_(local, non_blocking=True)
+            previous.values.copy_(source, non_blocking=True)
             return previous
         device = self.device if self.device is not None else local.device
         # pinned host memory is what lets device-to-host copies run without blocking
         values = torch.empty(local.shape, dtype=local.dtype, device=device,
                              pin_memory=device.type == "cpu" and local.device.type == "cuda")
-        values.copy_(local, non_blocking=True)
+        values.copy_(source, non_blocking=True)
         return _TensorCopy(values, tensor)
 
     def _synchronize(self):
@@ -122,6 +124,79 @@ class TrainingSnapshot:
             for group in self.optimizer.param_groups
         ]
         self._scaler_state = self.scaler.state_dict() if self.scaler is not None else None
+        self._synchronize()
+
+    # ----------------------------------------------------------------------------------------- checkpoints
+    def _tensor_names(self) -> list:
+        return [name for name, _ in self.model.named_parameters()] + [name for name, _ in self.model.named_buffers()]
+
+    def _optimizer_params(self) -> list:
+        """The optimizer's parameters in `optimizer.state_dict()`'s order: how a checkpoint names them."""
+        return [param for group in self.optimizer.param_groups for param in group["params"]]
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The captured state as tensors and plain Python types (this process's shards under FSDP2), for
+        `torch.save`; `torch.load(weights_only=True)` reads it back. Optimizer state is keyed by the parameter's
+        index in the optimizer's parameter groups, as in `optimizer.state_dict()`."""
+        if self._tensor_copies is None:
+            raise RuntimeError("TrainingSnapshot.state_dict() called before capture().")
+        index = {param: i for i, param in enumerate(self._optimizer_params())}
+        return {
+            "tensors": [copy.values for copy in self._tensor_copies],
+            "optimizer_state": {
+                index[param]: {key: value.values if isinstance(value, _TensorCopy) else value
+                               for key, value in state.items()}
+                for param, state in self._optimizer_state.items()
+            },
+            "param_groups": self._group_settings,
+            "scaler": self._scaler_state,
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: Dict[str, Any]):
+        """Make `state` (from `state_dict()`, of a model and optimizer of the same shapes) the captured state, in
+        this snapshot's own buffers (on its `device`).
+
+        Raises:
+            ValueError: when a tensor's shape or dtype, or the number of tensors or parameter groups, differs from
+                this model's and optimizer's: the state is another model's.
+        """
+        names = self._tensor_names()
+        saved = state["tensors"]
+        if len(saved) != len(self._tensors):
+            raise ValueError(
+                f"The saved snapshot holds {len(saved)} parameters and buffers, this model {len(self._tensors)}: it "
+                "was taken of another model."
+            )
+        for name, tensor, values in zip(names, self._tensors, saved):
+            _check_like(values, _local(tensor), name)
+        copies = self._tensor_copies or [None] * len(self._tensors)
+        self._tensor_copies = [self._save(t, c, values) for t, c, values in zip(self._tensors, copies, saved)]
+        params = self._optimizer_params()
+        optimizer_state = {}
+        for index, entries in state["optimizer_state"].items():
+            if not 0 <= index < len(params):
+                raise ValueError(f"The saved snapshot has optimizer state for parameter {index}, this optimizer "
+                                 f"has {len(params)} parameters: it was taken of another optimizer.")
+            param, live = params[index], self.optimizer.state.get(params[index], {})
+            optimizer_state[param] = {}
+            for key, value in entries.items():
+                if isinstance(value, torch.Tensor):
+                    # the live state tensor (restored with the checkpoint) says where and how the copy lives
+                    like = live.get(key)
+                    if not isinstance(like, torch.Tensor):
+                        raise ValueError(f"The saved snapshot has optimizer state {key!r} for parameter {index}, "
+                                         "which this optimizer does not hold: it was taken of another optimizer.")
+                    _check_like(value, _local(like), f"optimizer state {key!r} of parameter {index}")
+                    value = self._save(like, self._optimizer_state.get(param, {}).get(key), value)
+                optimizer_state[param][key] = value
+        if len(state["param_groups"]) != len(self.optimizer.param_groups):
+            raise ValueError(f"The saved snapshot has {len(state['param_groups'])} parameter groups, this "
+                             f"optimizer {len(self.optimizer.param_groups)}: it was taken of another optimizer.")
+        self._optimizer_state = optimizer_state
+        self._group_settings = [{key: _copy_value(value) for key, value in group.items()}
+                                for group in state["param_groups"]]
+        self._scaler_state = state["scaler"]
         self._synchronize()
 
     @torch.no_grad()
@@ -153,3 +228,11 @@ class TrainingSnapshot:
             self.scaler.load_state_dict(self._scaler_state)
         self.optimizer.zero_grad(set_to_none=True)
         self._synchronize()
+
+
+def _check_like(values: torch.Tensor, live: torch.Tensor, name: str):
+    if values.shape != live.shape or values.dtype != live.dtype:
+        raise ValueError(
+            f"The saved snapshot's {name} is {tuple(values.shape)} {values.dtype}, this run's "
+            f"{tuple(live.shape)} {live.dtype}: it was taken of another model, or under another sharding."
+        )

@@ -42,6 +42,14 @@ class TrialRunner:
         scaler (`torch.amp.GradScaler`, *optional*): the fp16 loss scaler, snapshotted with the rest of the state.
         reduce_scores (`Callable[[List[float]], List[float]]`, *optional*): averages losses over processes in a
             distributed run, so every rank takes the same decision.
+        state (`dict`, *optional*): a `state_dict()` saved with the checkpoint the model, optimizer and scheduler were
+            restored from: the run then continues exactly as it would have without the interruption, inside a race
+            too. Without it, a resumed run abandons an open race and takes its roll-back point at the resumed step.
+
+    What a plain loop must save at a checkpoint, for a resumed run to be the same run: the model's, optimizer's,
+    scheduler's (and scaler's) `state_dict()`, this runner's `state_dict()` (see there), the random-number state
+    (`torch.get_rng_state()`, and CUDA's), and where the data stands; [`~hf_lrtuner.checkpoint.save_checkpoint_file`]
+    writes such a file atomically, with a checksum that [`~hf_lrtuner.checkpoint.load_checkpoint_file`] verifies.
 
     Example:
 
@@ -54,6 +62,8 @@ class TrialRunner:
     ```
     """
 
+    STATE_FORMAT = 1  # version of `state_dict()`'s layout
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -62,6 +72,7 @@ class TrialRunner:
         train_step: Callable[[Any], Any],
         scaler: Optional[Any] = None,
         reduce_scores: Optional[Callable[[List[float]], List[float]]] = None,
+        state: Optional[dict] = None,
     ):
         scheduler, steps_per_update = internals.unwrap_scheduler(scheduler)
         if not isinstance(scheduler, LRTunerScheduler):
@@ -96,11 +107,61 @@ class TrialRunner:
         self.race_batches: List[Any] = []
         self.race_losses: List[float] = []
         self.race_rng: Optional[tuple] = None  # random-number state at the race's start: every arm draws the same dropout
-        scheduler.tuner.abandon_race()  # a run resumed inside a race: its snapshot and batches are gone
+        self._last_step = self.step
+        if state is not None:
+            self._load_state_dict(state)
+            return
+        scheduler.tuner.abandon_race()  # a run resumed inside a race without the runner's state: it cannot go on
         self.safe_point.capture()
         scheduler.tuner.mark_safe_point(self.step)
-        self._last_step = self.step
         self._maybe_start_race()
+
+    def state_dict(self, include_snapshot: bool = True) -> dict:
+        """What the runner holds beyond the scheduler's state, for a checkpoint after an update: the snapshot a race
+        replays from and a divergence returns to, the race's batches and the real run's losses so far, and the
+        random-number state the race's arms start from. Tensors and plain Python types, as long as the batches are
+        (tensors, dicts, lists, tuples): `torch.load(weights_only=True)` reads it back.
+
+        It costs what the snapshot holds (the parameters, buffers and optimizer state: 12 bytes per parameter with
+        fp32 AdamW) plus the batches of the updates of an open race.
+
+        Args:
+            include_snapshot (`bool`, *optional*, defaults to `True`): `False` leaves the snapshot out, for a process
+                whose snapshot is a copy of another's (DDP); the `state` it resumes from must then have that
+                process's snapshot put under `"snapshot"`.
+        """
+        return {
+            "format": self.STATE_FORMAT,
+            "step": self.step,
+            "race_start": self.tuner.race_start,
+            "safe_point_step": self.tuner.safe_point_step,
+            "snapshot": self.safe_point.state_dict() if include_snapshot else None,
+            "race_batches": list(self.race_batches),
+            "race_losses": list(self.race_losses),
+            "race_rng": self.race_rng,
+        }
+
+    def _load_state_dict(self, state: dict):
+        tuner = self.tuner
+        expected = {"format": self.STATE_FORMAT, "step": self.step, "race_start": tuner.race_start,
+                    "safe_point_step": tuner.safe_point_step}
+        differences = [f"{key} {state.get(key)!r} (runner state) vs {value!r} (scheduler)"
+                       for key, value in expected.items() if state.get(key) != value]
+        if differences:
+            raise ValueError(
+                "The TrialRunner state does not belong to the scheduler state it was loaded with: "
+                f"{'; '.join(differences)}. Load both from the same checkpoint."
+            )
+        updates = self.step - tuner.race_start if tuner.racing else 0
+        if len(state["race_batches"]) != updates or len(state["race_losses"]) != updates:
+            raise ValueError(
+                f"The TrialRunner state holds {len(state['race_batches'])} race batches and "
+                f"{len(state['race_losses'])} losses where the open race has run {updates} updates: it is corrupted."
+            )
+        self.safe_point.load_state_dict(state["snapshot"])
+        self.race_batches = list(state["race_batches"])
+        self.race_losses = [float(loss) for loss in state["race_losses"]]
+        self.race_rng = state["race_rng"]
 
     @property
     def tuner(self):

@@ -18,7 +18,7 @@ STATE_V02 = Path(__file__).resolve().parent / "data" / "scheduler_state_v0.2.jso
 def test_a_scheduler_state_saved_by_0_2_loads_and_continues_its_race():
     saved = json.loads(STATE_V02.read_text())
     optimizer = torch.optim.SGD(torch.nn.Linear(8, 1).parameters(), lr=0.02)
-    scheduler = LRTunerScheduler(optimizer, 100)
+    scheduler = LRTunerScheduler(optimizer, 100, LRTunerConfig(**saved["config"]))  # a resume keeps the run's config
     scheduler.load_state_dict(saved)
     tuner = scheduler.tuner
     assert tuner.multiplier == saved["tuner"]["level"] == 2.0

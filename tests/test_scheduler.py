@@ -47,7 +47,8 @@ def test_budget_can_be_set_later_but_not_changed():
 
 def test_state_dict_is_plain_and_loads_with_weights_only():
     optimizer = two_group_optimizer()
-    scheduler = LRTunerScheduler(optimizer, num_training_steps=100, config=LRTunerConfig(warmup_steps=10, race_margin=3.0))
+    config = LRTunerConfig(warmup_steps=10, race_margin=3.0)
+    scheduler = LRTunerScheduler(optimizer, num_training_steps=100, config=config)
     for _ in range(12):
         optimizer.step()
         scheduler.step()
@@ -56,16 +57,35 @@ def test_state_dict_is_plain_and_loads_with_weights_only():
     torch.save(scheduler.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
-    fresh = LRTunerScheduler(two_group_optimizer(), num_training_steps=100)
+    fresh = LRTunerScheduler(two_group_optimizer(), num_training_steps=100, config=config)
     fresh.load_state_dict(state)
     assert fresh.state_dict() == scheduler.state_dict()
-    assert fresh.config.race_margin == 3.0 and fresh.last_epoch == 12
+    assert fresh.last_epoch == 12 and fresh.tuner.rollbacks == 1
+
+
+def test_a_state_of_another_config_or_budget_is_refused_naming_what_differs():
+    saved = LRTunerScheduler(two_group_optimizer(), 100, LRTunerConfig(warmup_steps=10, race_margin=3.0)).state_dict()
+    other_config = LRTunerScheduler(two_group_optimizer(), 100, LRTunerConfig(warmup_steps=10))
+    with pytest.raises(ValueError, match=r"another LRTunerConfig: race_margin=3.0 \(checkpoint\) vs 2.0 \(this "
+                                         r"scheduler\)\. Resume with the checkpoint's settings"):
+        other_config.load_state_dict(saved)
+    other_budget = LRTunerScheduler(two_group_optimizer(), 80, LRTunerConfig(warmup_steps=10, race_margin=3.0))
+    with pytest.raises(ValueError, match=r"for a budget of 100 updates \(num_training_steps\), this run's is 80.*"
+                                         r"resume with max_steps=100"):
+        other_budget.load_state_dict(saved)
+    # the budget of a scheduler built without one (LRTunerCallback's) is checked when Trainer sets it
+    no_budget = LRTunerScheduler(two_group_optimizer(), config=LRTunerConfig(warmup_steps=10, race_margin=3.0))
+    no_budget.load_state_dict(saved)
+    with pytest.raises(ValueError, match=r"for a budget of 100 updates \(num_training_steps\), this run's is 80"):
+        no_budget.set_num_training_steps(80)
+    with pytest.raises(ValueError, match=r"not an LRTunerScheduler state: it lacks \['tuner'\]"):
+        no_budget.load_state_dict({k: v for k, v in saved.items() if k != "tuner"})
 
 
 def test_a_resumed_scheduler_keeps_its_own_snapshot_device():
     """Where snapshots live depends on the machine: a run resumed elsewhere must not inherit the checkpoint's."""
     saved = LRTunerScheduler(two_group_optimizer(), 100, LRTunerConfig(race_margin=3.0, snapshot_device="cpu"))
-    fresh = LRTunerScheduler(two_group_optimizer(), 100)
+    fresh = LRTunerScheduler(two_group_optimizer(), 100, LRTunerConfig(race_margin=3.0))
     fresh.load_state_dict(saved.state_dict())
     assert fresh.config.snapshot_device is None and fresh.config.race_margin == 3.0
 

@@ -1,12 +1,14 @@
 """TrialRunner on small problems whose good LR range is known (measured with linear-warmup-decay runs of 300 updates)."""
 
 import io
+import json
 import math
 
 import pytest
 import torch
 
 from hf_lrtuner import LRTunerConfig, LRTunerScheduler, TrainingSnapshot, TrialRunner
+from hf_lrtuner.checkpoint import load_checkpoint_file, save_checkpoint_file
 from suite import v01_available
 from task import (
     batch_at,
@@ -152,10 +154,74 @@ def test_resuming_between_races_gives_the_same_lr_sequence():
     assert lrs == uninterrupted.lrs and tuner.records == scheduler.tuner.records
 
 
-def test_resuming_inside_a_race_abandons_it_and_races_again_deterministically():
+def test_resuming_inside_a_race_without_the_runners_state_abandons_it_and_races_again_deterministically():
     lrs, tuner = resume_from(50)  # the race over 40-59 lost its snapshot and batches
     assert [r["step"] for r in tuner.records] == [0, 20, 50, 70]
     assert resume_from(50)[0] == lrs
+
+
+def checkpointed_run(directory, kind, optimizer, lr, dropout, steps=100, resume_at=None):
+    """A plain loop that saves what the TrialRunner docstring lists after every update (with
+    `save_checkpoint_file`), or resumes from the file of update `resume_at`. Returns the LRs it applied, its tuner
+    and its model."""
+    config = LRTunerConfig(warmup_steps=10, race_horizon=10, race_margin=0.0, min_improvement=0.0)
+    dataset, model, optimizer = make_run(kind, lr, optimizer, dropout=dropout)
+    scheduler = LRTunerScheduler(optimizer, num_training_steps=steps, config=config)
+    train_step = make_train_step(model, optimizer, make_loss_fn(model, kind))
+    torch.manual_seed(3)
+    saved = None
+    if resume_at is not None:
+        saved, _ = load_checkpoint_file(str(directory / f"{resume_at}.pt"))
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"])
+    runner = TrialRunner(model, optimizer, scheduler, train_step, state=saved and saved["runner"])
+    lrs = []
+    for step in range(resume_at or 0, steps):
+        lrs.append(scheduler.get_last_lr()[0])
+        batch = batch_at(dataset, step, 32)
+        loss = train_step(batch)
+        scheduler.step()
+        runner.after_update(batch, loss)
+        if resume_at is None:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+                     "scheduler": scheduler.state_dict(), "runner": runner.state_dict()}
+            save_checkpoint_file(state, str(directory / f"{step + 1}.pt"))
+    return lrs, scheduler.tuner, model
+
+
+@pytest.mark.parametrize("kind,optimizer,lr,dropout", [("regression", "sgd", 3.0, 0.0),  # races and roll-backs
+                                                       ("classification", "adam", 1e-3, 0.2)])  # dropout in races
+def test_a_plain_loop_resumed_after_any_update_is_the_uninterrupted_run(tmp_path, kind, optimizer, lr, dropout):
+    lrs, tuner, model = checkpointed_run(tmp_path, kind, optimizer, lr, dropout)
+    assert len(tuner.records) >= 3 and tuner.trial_updates > 0
+    assert (tuner.rollbacks > 0) == (kind == "regression")
+    race_steps = {s for r in tuner.records if "end_step" in r for s in range(r["step"] + 1, r["end_step"])}
+    for step in range(1, 100):
+        resumed_lrs, resumed, resumed_model = checkpointed_run(tmp_path, kind, optimizer, lr, dropout, resume_at=step)
+        assert resumed_lrs == lrs[step:], step
+        assert json.dumps(resumed.records) == json.dumps(tuner.records), step  # NaN scores: compared as text
+        assert resumed.trial_updates == tuner.trial_updates, step
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                     resumed_model.state_dict().values())), step
+    assert len(race_steps) > 10  # many of those resumes fell inside a race
+
+
+def test_a_runner_state_from_another_checkpoint_is_refused(tmp_path):
+    checkpointed_run(tmp_path, "classification", "adam", 1e-3, 0.0, steps=30)
+    dataset, model, optimizer = make_run("classification", 1e-3)
+    scheduler = LRTunerScheduler(optimizer, num_training_steps=30, config=LRTunerConfig(warmup_steps=10, race_horizon=10,
+                                 race_margin=0.0, min_improvement=0.0))
+    scheduler.load_state_dict(load_checkpoint_file(str(tmp_path / "15.pt"))[0]["scheduler"])
+    other = load_checkpoint_file(str(tmp_path / "17.pt"))[0]["runner"]
+    with pytest.raises(ValueError, match=r"does not belong to the scheduler state.*step 17 \(runner state\) vs 15 "
+                                         r"\(scheduler\).*Load both from the same checkpoint"):
+        TrialRunner(model, optimizer, scheduler, lambda batch: None, state=other)
+    wrong_model = load_checkpoint_file(str(tmp_path / "15.pt"))[0]["runner"]
+    wrong_model["snapshot"]["tensors"][0] = torch.zeros(3, 3)
+    with pytest.raises(ValueError, match=r"snapshot's 0.weight is \(3, 3\) torch.float32, this run's \(64, 10\)"):
+        TrialRunner(model, optimizer, scheduler, lambda batch: None, state=wrong_model)
 
 
 def test_snapshot_restores_parameters_optimizer_state_and_lazily_created_state():
