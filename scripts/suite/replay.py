@@ -290,22 +290,29 @@ def verify(arms, incumbent_m, challenger_m, share, race_margin, min_improvement,
 
 
 def candidates() -> Dict[str, Callable[[Arms, float], Outcome]]:
-    """Rule name -> rule(arms, guess), the set the replay table compares."""
-    rules: Dict[str, Callable[[Arms, float], Outcome]] = {"v03": rule_v03}
-    for margin_on in ("loss", "progress"):
-        for down_share in (0.5, 1.0):
-            for accelerate in (False, True):
-                name = f"v03 margin={margin_on} down={down_share}{' accelerate' if accelerate else ''}"
-                rules[name] = _v03(margin_on=margin_on, down_share=down_share, accelerate=accelerate)
+    """Rule name -> rule(arms, guess), the set the replay table compares. `0.4` is `LRTunerConfig()`'s rule."""
+    rules: Dict[str, Callable[[Arms, float], Outcome]] = {"0.3": rule_v03}
+    rules["0.3, margin on progress"] = _v03(margin_on="progress")
+    rules["0.3, margin on progress, accelerate"] = _v03(margin_on="progress", accelerate=True)
+    rules["0.3, margin on progress, accelerate, down 0.2 T"] = _v03(margin_on="progress", accelerate=True,
+                                                                      down_share=1.0)
+    rules["0.3, accelerate, up 0.3 T"] = _v03(accelerate=True, race_share=0.3)
+    for share in (0.25, 0.3):
+        settings = dict(margin_on="progress", accelerate=True, race_share=share)
+        name = f"progress, accelerate, up {share} T, down half"
+        rules[name] = _v03(**settings)
+        rules[name + ", stop behind" + (" (0.4)" if share == 0.3 else "")] = _v03(stop_behind=True, **settings)
+    rules["progress, accelerate, up 0.3 T, down 2/3, stop behind"] = _v03(
+        margin_on="progress", accelerate=True, race_share=0.3, down_share=2 / 3, stop_behind=True)
     for share in (0.025, 0.05):
         for propose in ("argmin", "lowtie", "drift"):
-            rules[f"screen4 {propose} s={share}"] = _screen(screen_share=share, propose=propose)
-    for share in (0.025, 0.05):
-        rules[f"screen2 lowtie s={share}"] = _screen(factors=(1 / 4, 4), screen_share=share)
-        rules[f"screen4 lowtie s={share} refine"] = _screen(screen_share=share, refine=True)
-        rules[f"screen4 lowtie s={share} verify=0.1"] = _screen(screen_share=share, verify_share=0.1)
-        rules[f"screen6 lowtie s={share}"] = _screen(factors=(1 / 16, 1 / 8, 1 / 4, 4, 8, 16),
-                                                     screen_share=share)
+            rules[f"screen x1/16 x1/4 x4 x16 at {share} T, {propose}, verify 0.2 T"] = _screen(
+                screen_share=share, propose=propose)
+        rules[f"screen x1/4 x4 at {share} T, lowtie, verify 0.2 T"] = _screen(factors=(1 / 4, 4), screen_share=share)
+        rules[f"screen x1/16..x16 (6 arms) at {share} T, lowtie, verify 0.2 T"] = _screen(
+            factors=(1 / 16, 1 / 8, 1 / 4, 4, 8, 16), screen_share=share)
+        rules[f"screen x1/16 x1/4 x4 x16 at {share} T, lowtie, verify 0.2 T, refine"] = _screen(
+            screen_share=share, refine=True)
     return rules
 
 
@@ -377,14 +384,17 @@ def markdown(summary: List[dict], rows: List[dict]) -> str:
     rules = list(dict.fromkeys(s["rule"] for s in summary))
     by = {(s["rule"], s["task"]): s for s in summary}
     lines = ["Mean / worst regret over the guesses x0.1-x10 (units of delta, against linear at x1, mean of the dev "
-             "seeds); compute at x1 / mean over guesses.", "",
-             "| rule | " + " | ".join(tasks) + " | compute x1 | compute mean |",
-             "|---|" + "---|" * (len(tasks) + 2)]
+             "seeds). Harm at x1: tasks where the mean regret at x1 exceeds delta. Compute: 1 + challenger updates / "
+             "T, at x1 (mean over tasks, worst task) and over all guesses.", "",
+             "| rule | " + " | ".join(tasks) + " | harm at x1 | compute x1 (worst task) | compute mean |",
+             "|---|" + "---|" * (len(tasks) + 3)]
     for rule in rules:
         cells = [f"{_fmt(by[rule, t]['mean'])} / {_fmt(by[rule, t]['worst'])}" for t in tasks]
-        cx1 = max(by[rule, t]["compute_x1"] for t in tasks)
+        harmed = sum(by[rule, t]["regret"].get(1.0, 0.0) > 1.0 for t in tasks)
+        cx1 = [by[rule, t]["compute_x1"] for t in tasks]
         cmean = st.mean(by[rule, t]["compute_mean"] for t in tasks)
-        lines.append(f"| {rule} | " + " | ".join(cells) + f" | {cx1:.2f} | {cmean:.2f} |")
+        lines.append(f"| {rule} | " + " | ".join(cells) + f" | {harmed} of {len(tasks)} | {st.mean(cx1):.2f} "
+                     f"({max(cx1):.2f}) | {cmean:.2f} |")
     lines += ["", "Multiplier chosen (of the tuned LR; geometric mean over seeds) and regret per guess:", ""]
     for task in tasks:
         best = next(r["best_arm"] for r in rows if r["task"] == task)
