@@ -186,7 +186,7 @@ class LRTuner:
         total_steps (`int`): the budget in optimizer updates.
     """
 
-    PROBATION_SHARE = 0.1  # after a roll-back, training must make progress within this share of the budget
+    PROBATION_SHARE = 0.1  # after a roll-back, training must make progress within this share of the budget (0: never)
 
     def __init__(self, config: LRTunerConfig, total_steps: int):
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
@@ -201,7 +201,8 @@ class LRTuner:
         self.down_horizon = config.resolve_down_horizon(total_steps)
         self.decay_start = decay_start(total_steps, config.warmup_steps, config.explore_fraction)
         self.trial_budget = self.down_horizon + config.max_races * self.horizon
-        self.probation = max(LossMonitor.SETTLE_UPDATES, round(self.PROBATION_SHARE * total_steps))
+        self.probation = (max(LossMonitor.SETTLE_UPDATES, round(self.PROBATION_SHARE * total_steps))
+                          if self.PROBATION_SHARE > 0 else 0)
         self.multiplier = 1.0
         self.factor = config.race_factor  # ratio of the next race's challenger to the incumbent
         self.direction = 0  # 0: the next race tries both directions; +1/-1: it continues upward/downward

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from hf_lrtuner import LRTunerConfig, LRTunerScheduler, TrainingSnapshot, TrialRunner
+from hf_lrtuner import LRTuner, LRTunerConfig, LRTunerScheduler, TrainingSnapshot, TrialRunner
+from hf_lrtuner.tuner import LossMonitor
 from suite import v01_available
 from task import (
     batch_at,
@@ -55,6 +56,21 @@ def test_with_an_unbeatable_margin_the_run_is_bit_identical_to_linear_warmup_dec
     linear_lrs = linear_run(reference, optimizer, dataset, "classification", STEPS, warmup_steps=30)
     assert log.lrs == pytest.approx(linear_lrs, rel=1e-12, abs=1e-15)
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
+
+
+def test_a_challenger_at_the_incumbents_own_multiplier_reproduces_its_losses(monkeypatch):
+    # The race identity: a replay of the race's batches from its snapshot at the incumbent's multiplier (dropout, Adam
+    # state and the warmup ramp included) gives exactly the real run's losses, so any difference a race measures is
+    # the LR's.
+    monkeypatch.setattr(LRTuner, "next_challengers", lambda tuner: [] if tuner.races_run else [tuner.multiplier])
+    dataset, model, optimizer = make_run("classification", 1e-2, dropout=0.2)
+    torch.manual_seed(7)
+    scheduler = LRTunerScheduler(optimizer, STEPS, LRTunerConfig(warmup_steps=30, race_horizon=20))
+    log = train(model, optimizer, scheduler, dataset, "classification", steps=40)
+    record = log.records[0]
+    assert record["multipliers"] == [1.0, 1.0] and record["updates"] == [20, 20]
+    assert record["scores"][1] == record["scores"][0] and record["differences"][1] == [0.0, 0.0]
+    assert record["multiplier"] == 1.0 and scheduler.tuner.trial_updates == 20
 
 
 def test_training_continues_from_the_winning_branch_as_if_it_had_run_at_its_multiplier():
@@ -107,6 +123,25 @@ def test_a_collapse_to_a_constant_predictor_is_rolled_back():
     train(model, optimizer, scheduler, dataset, "classification", STEPS)
     assert scheduler.tuner.rollbacks >= 1 and scheduler.tuner.multiplier <= 0.5
     assert eval_loss(model, dataset, "classification") < 1.0
+
+
+def test_after_a_roll_back_the_back_off_goes_on_down_until_training_makes_progress(monkeypatch):
+    # SGD with momentum at 3.2 on a 10-class MLP collapses; halved (1.6) it collapses again, and at 0.8 it learns only
+    # a little before it stalls. Without a probation (0.3) the run stays there; with it, a third roll-back finds 0.4.
+    def run():
+        dataset, model, optimizer = make_run("classification", 3.2, optimizer="sgd", classes=10)
+        scheduler = LRTunerScheduler(optimizer, STEPS, LRTunerConfig(max_races=0))
+        log = train(model, optimizer, scheduler, dataset, "classification", STEPS)
+        return scheduler.tuner, log, eval_loss(model, dataset, "classification")
+
+    tuner, log, loss = run()
+    assert [r["multiplier"] for r in log.records] == [0.5, 0.25, 0.125]
+    stalled = log.records[-1]["step"] - log.records[-2]["step"]
+    assert stalled == LossMonitor.SETTLE_UPDATES + tuner.probation  # the verdict at the end of the probation
+    assert loss < 0.65
+    monkeypatch.setattr(LRTuner, "PROBATION_SHARE", 0.0)
+    tuner, log, loss_without = run()
+    assert [r["multiplier"] for r in log.records] == [0.5, 0.25] and loss_without > 0.75
 
 
 @pytest.mark.parametrize("kind,optimizer,lr", [("regression", "sgd", 3e-3), ("classification", "adam", 1e-2)])

@@ -242,3 +242,168 @@ def test_budget_must_be_positive():
         LRTuner(LRTunerConfig(), 0)
     with pytest.raises(ValueError, match="warmup_steps"):
         LRTuner(LRTunerConfig(warmup_steps=20), 10)
+
+
+# ------------------------------------------------------------------------------------------------ safety after 0.3
+
+
+def test_probation_sees_a_run_that_stops_learning_after_a_roll_back():
+    collapsed = [2.19 + 0.02 * NOISE[i % 10] for i in range(80)]  # a constant predictor: no progress at all
+    learning = [2.19 - 0.01 * i + 0.02 * NOISE[i % 10] for i in range(80)]
+    for losses, stalls in ((collapsed, True), (learning, False)):
+        monitor = LossMonitor(collapse_fraction=0.5)
+        monitor.give_time(probation=30)
+        verdicts = [monitor.update(loss) or monitor.stalled() for loss in losses]
+        assert any(verdicts) == stalls
+        if stalls:  # the verdict comes at the end of the probation: settle (20 updates) plus 30
+            assert verdicts.index(True) == LossMonitor.SETTLE_UPDATES + 30 - 1
+        assert not monitor.on_probation
+
+
+def test_the_back_off_searches_down_until_training_makes_progress():
+    tuner = make_tuner(total_steps=300)
+    tuner.multiplier = 8.0
+    flat = iter([2.19 + 0.02 * NOISE[i % 10] for i in range(1000)])
+    tuner.back_off(step=25)  # a collapse seen at update 25
+    assert tuner.multiplier == 4.0 and tuner.monitor.on_probation
+    assert not tuner.race_starts_at(25) and not tuner.safe_point_due(100)  # nothing starts from a state on probation
+    updates = next(i for i in range(200) if tuner.observe(next(flat))) + 1
+    assert updates == LossMonitor.SETTLE_UPDATES + tuner.probation  # stalled: roll back again
+    tuner.back_off(step=25 + updates)
+    assert tuner.multiplier == 2.0 and tuner.rollbacks == 2
+    learning = [2.19 - 0.01 * i + 0.02 * NOISE[i % 10] for i in range(100)]
+    assert not any(tuner.observe(loss) for loss in learning)  # progress: the search stops here
+    assert not tuner.monitor.on_probation and tuner.race_starts_at(100)
+    # at the lowest multiplier a stall is not a divergence: nothing lower to try, and no error
+    tuner.multiplier = tuner.config.min_multiplier
+    tuner.monitor = LossMonitor(collapse_fraction=0.5)
+    tuner.monitor.give_time(probation=tuner.probation)
+    assert not any(tuner.observe(next(flat)) for _ in range(100))
+
+
+def test_a_challenger_learning_below_a_collapsed_incumbent_is_not_stopped_as_diverged():
+    # The run sits at the loss of a constant predictor (2.3) when a race starts. A lower-LR challenger learns (down to
+    # 1.3), then its loss rises for a while (2.2): it gave back half of its own progress, which alone reads as a
+    # divergence, but it is still below the collapsed incumbent.
+    history = LossMonitor(collapse_fraction=0.5)
+    feed(history, [2.3 + 0.01 * NOISE[i % 10] for i in range(40)])
+    start = history.state_dict()
+    incumbent = [2.3 + 0.01 * NOISE[i % 10] for i in range(100)]
+    challenger = [2.3 - 0.025 * i + 0.01 * NOISE[i % 10] for i in range(40)] + [2.2] * 60
+    assert any(feed(LossMonitor(0.5, start), challenger))  # on its own, the run's monitor stops it
+    watch = ChallengerWatch(0.5, start)
+    assert not any(watch.update(loss, own) for loss, own in zip(challenger, incumbent))
+    # against an incumbent that learns (down to 1.3 and stays), the same challenger is stopped; a non-finite loss
+    # always is
+    healthy = [2.3 - 0.025 * min(i, 40) + 0.01 * NOISE[i % 10] for i in range(100)]
+    watch = ChallengerWatch(0.5, start)
+    assert any(watch.update(loss, own) for loss, own in zip(challenger, healthy))
+    assert ChallengerWatch(0.5, start).update(math.nan, 2.3)
+
+
+def test_an_upward_challenger_behind_the_incumbent_is_stopped_early_and_only_loses():
+    tuner = make_tuner(race_horizon=40, down_horizon=20)
+    tuner.start_race(0)
+    incumbent = arm_losses(1.0, 40, start=2.0)
+    behind = arm_losses(1.1, 40, start=2.0)
+    stops = [k for k in range(1, 41) if tuner.challenger_behind(2.0, behind[:k], incumbent)]
+    assert stops[0] == 20  # the first checkpoint, at half of the horizon
+    assert not any(tuner.challenger_behind(0.5, behind[:k], incumbent) for k in range(1, 41))  # downward: never
+    assert not tuner.score_challenger(0.5, arm_losses(1.0, 20, start=2.0), incumbent)
+    assert not tuner.score_challenger(2.0, behind[:20], incumbent)
+    record = tuner.finish_race(40, incumbent)
+    assert record["horizons"] == [40, 20, 40] and record["updates"] == [40, 20, 20]
+    assert record["diverged"] == [False, False, False] and tuner.unsafe_from is None  # behind is not unsafe
+    assert tuner.trial_updates == 40 and record["multiplier"] == 1.0
+    # an arm stopped before its horizon scores over what it ran; its difference is paired over the same updates
+    assert record["scores"][2] == pytest.approx(sum(behind[10:20]) / 10)
+    assert record["differences"][2][0] == pytest.approx(0.1)
+
+
+def test_records_list_the_planned_horizon_of_an_arm_that_never_ran():
+    tuner = make_tuner()
+    record = run_race(tuner, 0, {0.5: 0.8, 1.0: 1.0, 2.0: 0.9}.get)  # the downward arm wins at 10: 2.0 never runs
+    assert record["horizons"] == [10, 10, 20] and record["updates"] == [10, 10, 0]
+    assert math.isnan(record["scores"][2]) and all(math.isnan(x) for x in record["differences"][2])
+    assert record["diverged"] == [False, False, False]
+
+
+def test_a_margin_on_progress_ignores_the_irreducible_part_of_the_loss():
+    # The same race, with an irreducible loss of 0 and of 20 added to every arm: on progress the challenger wins both;
+    # on the loss level (0.3) the margin (1% of 21) swallows the effect in the second.
+    for offset in (0.0, 20.0):
+        curve = {0.5: 1.3 + offset, 1.0: 1.0 + offset, 2.0: 0.9 + offset}
+        assert run_race(make_tuner(), 0, curve.get, start=2.0 + offset)["multiplier"] == 2.0
+        old = run_race(make_tuner_of_0_3(), 0, curve.get, start=2.0 + offset)["multiplier"]
+        assert old == (2.0 if offset == 0.0 else 1.0)
+
+
+# ------------------------------------------------------------------------------------------------ a noisy quadratic
+
+CURVATURES = [1 / (i + 1) for i in range(100)]
+GRADIENT_NOISE = 2.0
+
+
+def quadratic_update(state, lr):
+    """One SGD update of a noisy quadratic (Wu et al. 2018) in expectation: per coordinate of curvature h,
+    E[x^2] <- (1 - lr h)^2 E[x^2] + lr^2 noise h."""
+    return [(1 - lr * h) ** 2 * x + lr * lr * GRADIENT_NOISE * h for x, h in zip(state, CURVATURES)]
+
+
+def quadratic_loss(state):
+    return 0.5 * sum(h * x for h, x in zip(CURVATURES, state))
+
+
+def quadratic_run(base_lr, total_steps=400, config=None):
+    """Drive a tuner over the expected loss of plain SGD on a noisy quadratic. Races replay from the state at their
+    start, as a runner would; the paired losses have no noise, so only `min_improvement` of the progress decides.
+    Returns (tuner, final loss)."""
+    tuner = LRTuner(config or LRTunerConfig(warmup_steps=total_steps // 10), total_steps)
+    state, losses = [1.0] * len(CURVATURES), []
+    for step in range(total_steps):
+        if tuner.race_starts_at(step):
+            tuner.start_race(step)
+            start, losses, branch = state, [], None
+        losses.append(quadratic_loss(state))
+        state = quadratic_update(state, base_lr * tuner.multiplier_at(step))
+        assert not tuner.observe(losses[-1])
+        for multiplier in tuner.challengers_due(step + 1):
+            arm, replayed = start, []
+            for at in range(tuner.race_start, step + 1):
+                replayed.append(quadratic_loss(arm))
+                arm = quadratic_update(arm, base_lr * tuner.multiplier_at(at, multiplier))
+                if tuner.challenger_behind(multiplier, replayed, losses):
+                    break
+            if tuner.score_challenger(multiplier, replayed, losses):
+                branch = arm
+        if tuner.race_decided(step + 1):
+            record = tuner.finish_race(step + 1, losses)
+            state = branch if record["multiplier"] != record["incumbent"] else state
+    return tuner, quadratic_loss(state)
+
+
+def test_on_a_noise_dominated_quadratic_short_races_favour_the_smaller_lr_and_the_rule_stays_within_a_factor_2():
+    # Without a tuner (no races: max_races=0), 0.4 is the best of a x2 grid at the end of the run.
+    static = {lr: quadratic_run(lr, config=LRTunerConfig(warmup_steps=40, max_races=0))[1] for lr in (0.1, 0.2, 0.4, 0.8)}
+    assert min(static, key=static.get) == 0.4
+    # Noise dominates: at the downward race's horizon (0.15 T from step 0) half the best LR is ahead. This is the sign
+    # of the bias Wu et al. found on this model, opposite to the fresh-head and noisy-quadratic tasks of the suite,
+    # where short races favour the larger LR.
+    tuner = LRTuner(LRTunerConfig(warmup_steps=40), 400)
+    tuner.start_race(0)
+    assert tuner.challengers_due(tuner.down_horizon) == [0.5] and tuner.down_horizon == 60
+    at_horizon = {lr: _static_losses(lr, tuner)[30:60] for lr in (0.2, 0.4)}
+    assert sum(at_horizon[0.2]) < sum(at_horizon[0.4])
+    # So the rule moves down from the best, by one factor and not further; from far below it moves up, towards it.
+    ends = {guess: guess * quadratic_run(0.4 * guess)[0].multiplier for guess in (0.125, 1.0)}
+    assert ends[1.0] == 0.5 and static[0.2] < 1.05 * static[0.4]  # its harm: 3.5% of the loss
+    assert ends[0.125] > 0.125
+
+
+def _static_losses(base_lr, tuner):
+    """Losses of a run at `base_lr` under the tuner's schedule shape, without races."""
+    state, losses = [1.0] * len(CURVATURES), []
+    for step in range(tuner.total_steps):
+        losses.append(quadratic_loss(state))
+        state = quadratic_update(state, base_lr * tuner.shape(step))
+    return losses
