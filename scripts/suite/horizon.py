@@ -17,7 +17,8 @@ Usage (about a minute on one thread):
 Writes `docs/results/horizon.csv` (T, h, winner_lr, winner_metric, best_lr, best_metric, spearman), the per-run grid
 `docs/results/horizon_grid.csv` (T, lr, seed, dev accuracy, dev loss) and prints h*(T).
 
-Per-arm loss logs for replaying decision rules offline (`scripts/suite/replay.py`), about 15 minutes on one thread:
+Per-arm loss logs for replaying decision rules offline (`scripts/suite/replay.py`), 7 minutes on one thread (beside
+another suite run on a 2-core machine):
 
     nice -n 10 python scripts/suite/horizon.py --arms docs/results/horizon_arms.json.gz
 
@@ -50,6 +51,7 @@ if __package__ in (None, ""):
 import torch
 
 from file_io import write_atomically
+from suite import default_warmup
 from suite.runner import tuned_lr
 from suite.tasks_synthetic import TASKS, run_freshhead
 
@@ -96,7 +98,7 @@ def log_arms(path, tasks=ARM_TASKS, seeds=ARM_SEEDS, multipliers=None, suite_csv
                 arms.append({"multiplier": multiplier, "seed": seed, "lr": eta * multiplier,
                              "metric": float(out["metric"]), "losses": [float(f"{x:.7g}") for x in out["losses"]]})
         log(f"{name}: {len(arms)} arms in {time.perf_counter() - start:.0f}s (tuned LR {eta:.4g})", flush=True)
-        content["tasks"][name] = {"updates": task.updates, "warmup": round(0.1 * task.updates), "tuned_lr": eta,
+        content["tasks"][name] = {"updates": task.updates, "warmup": default_warmup(task.updates), "tuned_lr": eta,
                                   "metric_name": task.metric_name, "higher_is_better": task.higher_is_better,
                                   "delta": task.delta, "arms": arms}
 

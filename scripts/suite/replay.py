@@ -6,7 +6,9 @@ run that switches to the winner's branch at such a race ends exactly as the winn
 all start at step 0 (the screen rules below) is replayed **exactly**: the multiplier it picks, the challenger updates it
 pays, and the final metric of its run. 0.3's rule (`v03`) races again from where its previous race ended; those later
 races are replayed on the arms' static runs over the same updates (an approximation: in a real run both arms branch
-from the winner's state), and its final metric is that of the static run at its last multiplier.
+from the winner's state), and its final metric is that of the static run at its last multiplier. A divergence of the
+run itself is replayed as a roll-back that halves the multiplier where the static arm diverged; the probation after a
+roll-back and the comparison of a diverging challenger with the incumbent (`ChallengerWatch`) are not replayed.
 
 For every rule, task, guess (x0.1, x0.3, x1, x3, x10 of the tuned LR) and dev seed it writes the chosen multiplier
 (of the tuned LR), the compute (1 + challenger updates / T) and the regret against linear at x1 of the same seed, in
@@ -32,10 +34,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from hf_lrtuner import LRTunerConfig  # noqa: E402
 from hf_lrtuner.tuner import LossMonitor, paired_difference  # noqa: E402
 
 GUESSES = (0.1, 0.3, 1.0, 3.0, 10.0)
-COLLAPSE_FRACTION = 0.5  # LRTunerConfig's default
+COLLAPSE_FRACTION = LRTunerConfig().collapse_fraction
 
 
 def load_log(path: str) -> dict:
