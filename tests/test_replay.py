@@ -81,3 +81,6 @@ def test_evaluate_reports_the_regret_against_x1_and_against_the_best_arm(tmp_pat
     summary = replay.summarize(rows)
     assert summary[0]["worst"] == pytest.approx(max(r["regret"] for r in rows))
     assert "| v03 |" in replay.markdown(summary, rows)
+    # x2 and x4 reach the same level: the lower one wins every race from step 0, and x2 is also best at the end
+    table = replay.winners_by_horizon(replay.load_log(str(path)), shares=(0.1, 0.5))
+    assert "| tiny | x2 | x2 | x2 |" in table

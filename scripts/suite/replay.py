@@ -411,6 +411,37 @@ def markdown(summary: List[dict], rows: List[dict]) -> str:
     return "\n".join(lines)
 
 
+HORIZON_SHARES = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def winners_by_horizon(log: dict, shares=HORIZON_SHARES) -> str:
+    """Markdown: per task, the arm (multiple of the tuned LR, on the grid 2^-4 .. 2^4) with the lowest mean loss over
+    the second half of a race from step 0 of each share of the budget (mean over seeds; an arm the monitor stopped
+    is out), and the arm best at the end."""
+    grid = [2.0**k for k in range(-4, 5)]
+    lines = ["Race winner from step 0 by horizon (share of the budget) among the arms x1/16 .. x16, and the arm best "
+             "at the end (mean over the dev seeds):", "",
+             "| task | " + " | ".join(f"{share:g} T" for share in shares) + " | best at the end |",
+             "|---|" + "---|" * (len(shares) + 1)]
+    for name, task in log["tasks"].items():
+        sign = 1.0 if task["higher_is_better"] else -1.0
+        seeds = sorted({arm["seed"] for arm in task["arms"]})
+        per_seed = [Arms(task, seed) for seed in seeds]
+        cells = []
+        for share in shares:
+            h = round(share * task["updates"])
+            scores = {}
+            for m in grid:
+                runs = [arms.run(m, 0, h) for arms in per_seed]
+                if all(run is not None and len(run) == h for run in runs):
+                    scores[m] = st.mean(st.mean(window(run)) for run in runs)
+            cells.append(f"x{min(scores, key=scores.get):g}")
+        final = {m: st.mean(arms.metric[arms.key(m)] for arms in per_seed) for m in grid}
+        best = max(final, key=lambda m: sign * final[m] if math.isfinite(final[m]) else -math.inf)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | x{best:g} |")
+    return "\n".join(lines)
+
+
 def _fmt(value: float) -> str:
     if not math.isfinite(value):
         return "inf"
@@ -430,8 +461,9 @@ def main(argv=None):
         if unknown:
             parser.error(f"unknown rules {sorted(unknown)}; known: {sorted(rules)}")
         rules = {name: rules[name] for name in args.rules}
-    rows = evaluate(load_log(args.log), rules)
-    text = markdown(summarize(rows), rows)
+    log = load_log(args.log)
+    rows = evaluate(log, rules)
+    text = winners_by_horizon(log) + "\n\n" + markdown(summarize(rows), rows)
     print(text)
     if args.md:
         with open(args.md, "w") as f:
