@@ -5,7 +5,7 @@ The task: Gaussian inputs labelled by a random "teacher" MLP, learnt by a "stude
 The schedule is Trainer's `linear` (warmup, then linear decay to zero) times a multiplier of the initial LR that races
 decide: at a race's start the runner snapshots the training state, the run trains `race_horizon` updates at the
 current multiplier, then one factor down and one up replay the same batches from the snapshot, and the best (by a
-margin) continues.
+margin) continues; after a won race the next one goes further the same way (x4, then x16).
 
 Run: python examples/plain_pytorch.py
 """

@@ -9,12 +9,15 @@ from typing import Optional
 
 import torch
 
-# Default race horizon: this share of the budget, but never fewer than MIN_DEFAULT_HORIZON updates. On the fresh-head
-# tier of the tuner suite, races shorter than 0.1-0.2 of the budget pick 2-16x too large an LR (`docs/method.md`,
-# section 0). A lower LR that wins a shorter race wins against that bias, so downward challengers race half as long.
-DEFAULT_HORIZON_FRACTION = 0.2
+# Default race horizon: this share of the budget, but never fewer than MIN_DEFAULT_HORIZON updates. Races from step 0
+# shorter than 0.1-0.2 of the budget pick 2-16x too large an LR on every synthetic task of the suite, and at 0.2 the
+# noisy quadratic with Adam still prefers 2x its best (`docs/method.md`, sections 0 and 5; the replay of
+# `scripts/suite/replay.py`). A lower LR that wins a shorter race wins against that bias, so downward challengers race
+# half as long.
+DEFAULT_HORIZON_FRACTION = 0.3
 MIN_DEFAULT_HORIZON = 20
 DOWN_HORIZON_SHARE = 0.5
+IMPROVEMENT_REFERENCES = ("progress", "loss")
 
 
 @dataclass
@@ -32,8 +35,8 @@ class LRTunerConfig:
             schedule). 0 gives Trainer's `linear` schedule: decay right after warmup. In [0, 1].
         race_horizon (`int` or `float`, *optional*):
             Updates an upward race lasts (a float in (0, 1): that share of the budget): the real run and a larger-LR
-            challenger train this long on the same batches before they are compared. Defaults to 20% of the budget,
-            at least 20 updates.
+            challenger train this long on the same batches before they are compared. Defaults to 30% of the budget,
+            at least 20 updates (0.3 used 20%).
         down_horizon (`int` or `float`, *optional*):
             Updates (or share of the budget) a downward race lasts. Short races favour larger LRs, so a smaller LR
             that wins a shorter one is better still; defaults to half of `race_horizon` (at least 5 updates).
@@ -43,12 +46,24 @@ class LRTunerConfig:
             previous race moved. A race the incumbent wins settles the LR. The trial budget is the whole plan:
             `down_horizon + max_races * race_horizon` updates.
         race_factor (`float`, *optional*, defaults to 2.0):
-            Ratio between the incumbent LR and a challenger: the most a race can change the LR. Must be > 1.
+            Ratio between the incumbent LR and a challenger in the first race. Must be > 1.
+        accelerate (`bool`, *optional*, defaults to `True`):
+            Each race that follows a won race uses the square of the previous race's factor (2, 4, 16, ...): a guess
+            10x off is reached in two decisions instead of four. `False`: every race moves by `race_factor` (0.3).
         race_margin (`float`, *optional*, defaults to 2.0):
             A challenger replaces the incumbent only when its mean loss over the second half of the race is lower
             by more than this many standard errors of the paired per-update difference.
         min_improvement (`float`, *optional*, defaults to 0.01):
-            ... and lower by more than this share of the incumbent's mean loss: a tie keeps the user's LR.
+            ... and lower by more than this share of the reference `improvement_of` names: a tie keeps the user's LR.
+        improvement_of (`str`, *optional*, defaults to `"progress"`):
+            What `min_improvement` is a share of. `"progress"`: the run's progress, its first loss minus the
+            incumbent's late-race mean loss, which does not depend on the loss's irreducible part. `"loss"`: the
+            incumbent's late-race mean loss itself (0.3), a margin that grows with the irreducible part (1% of a
+            language model's 7.3 nats is more than the effect of a factor of 2 in its LR).
+        stop_behind (`bool`, *optional*, defaults to `True`):
+            Stop an upward challenger early, from half of its horizon on, when it is behind the incumbent by
+            `race_margin` standard errors over the last quarter of its horizon. Short races favour the larger LR, so
+            a larger LR that is behind has lost; this saves challenger updates at a good guess.
         race_until (`float`, *optional*, defaults to 0.6):
             No race ends later than this share of the budget: late changes cannot pay back their cost. In (0, 1].
         collapse_fraction (`float`, *optional*, defaults to 0.5):
@@ -73,8 +88,11 @@ class LRTunerConfig:
     down_horizon: Optional[float] = None
     max_races: int = 4
     race_factor: float = 2.0
+    accelerate: bool = True
     race_margin: float = 2.0
     min_improvement: float = 0.01
+    improvement_of: str = "progress"
+    stop_behind: bool = True
     race_until: float = 0.6
     collapse_fraction: float = 0.5
     min_multiplier: float = 0.01
@@ -97,6 +115,12 @@ class LRTunerConfig:
         _check_float(self, "race_factor", low=1.0, high=math.inf, closed="(1, inf)", include_low=False)
         _check_float(self, "race_margin", low=0.0, high=math.inf, closed="[0, inf)")
         _check_float(self, "min_improvement", low=0.0, high=1.0, closed="[0, 1)", include_high=False)
+        if self.improvement_of not in IMPROVEMENT_REFERENCES:
+            raise ValueError(f"LRTunerConfig.improvement_of={self.improvement_of!r} is invalid: it must be one of "
+                             f"{IMPROVEMENT_REFERENCES} (what min_improvement is a share of).")
+        for name in ("accelerate", "stop_behind"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"LRTunerConfig.{name}={getattr(self, name)!r} is invalid: it must be True or False.")
         _check_float(self, "race_until", low=0.0, high=1.0, closed="(0, 1]", include_low=False)
         _check_float(self, "collapse_fraction", low=0.0, high=1.0, closed="(0, 1]", include_low=False)
         _check_float(self, "min_multiplier", low=0.0, high=1.0, closed="(0, 1]", include_low=False)

@@ -15,16 +15,25 @@ from typing import Iterable, List, Mapping, NotRequired, TypedDict, Union
 class RaceRecord(TypedDict):
     """One race: the incumbent multiplier against one or two challengers, replayed on the same batches.
 
+    Arms may race for different numbers of updates (a downward challenger is judged earlier, a challenger may be
+    stopped), so their `scores` are comparable only between arms of equal `updates`; `differences` pair each arm with the
+    incumbent over the same updates, and are what a race decides on.
+
     Keys:
         step (`int`): update the race started at (its snapshot; challengers replay from here).
         end_step (`int`): update it was decided at.
         incumbent (`float`): the multiplier the run trained at over the race.
         multipliers (`List[float]`): the arms, the incumbent first.
-        horizons (`List[int]`): updates each arm raced for (the incumbent's: until the race was decided).
-        scores (`List[float]`): each arm's mean training loss over the second half of its race (NaN: not raced).
-        differences (`List[List[float]]`): per arm, mean and standard error of its paired late-race loss difference
-            to the incumbent (NaN for an arm that did not finish).
-        diverged (`List[bool]`): per arm, whether it diverged and was stopped before its horizon.
+        horizons (`List[int]`): updates each arm was planned to race for, also for an arm that was stopped or never
+            ran (the incumbent's: until the race was decided).
+        updates (`List[int]`): updates each arm did race for: its horizon, fewer for a challenger stopped early
+            (diverged, or behind the incumbent), 0 for one the race did not need. Records of 0.3 and earlier lack it.
+        scores (`List[float]`): each arm's mean training loss over the second half of the updates it raced (NaN: never
+            ran).
+        differences (`List[List[float]]`): per arm, mean and standard error of its paired loss difference to the
+            incumbent over the second half of the updates it raced (NaN: never ran).
+        diverged (`List[bool]`): per arm, whether it diverged and was stopped before its horizon (an arm stopped
+            because it was behind has `updates` below its horizon, not diverged).
         multiplier (`float`): the multiplier the race left (the incumbent's when it won).
         trial_updates (`int`): challenger updates of the run so far, this race's included.
     """
@@ -34,6 +43,7 @@ class RaceRecord(TypedDict):
     incumbent: float
     multipliers: List[float]
     horizons: NotRequired[List[int]]  # records of early 0.2 development runs lack it
+    updates: NotRequired[List[int]]  # records of 0.3 and earlier lack it
     scores: List[float]
     differences: List[List[float]]
     diverged: List[bool]
@@ -42,7 +52,8 @@ class RaceRecord(TypedDict):
 
 
 class RollbackRecord(TypedDict):
-    """A roll-back after a divergence: training went back to the last safe point and the multiplier was lowered.
+    """A roll-back after a divergence, or after training stalled on its probation following an earlier roll-back:
+    training went back to the last safe point and the multiplier was lowered.
 
     Keys:
         step (`int`): update at which the divergence was seen.

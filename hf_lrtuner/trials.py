@@ -239,9 +239,10 @@ class TrialRunner:
             self.leader.restore()
 
     def _replay(self, multiplier: float, start: int) -> List[float]:
-        """Train the race's batches from its start at `multiplier`, as the run would have; stop at a divergence."""
+        """Train the race's batches from its start at `multiplier`, as the run would have; stop at a divergence (judged
+        against the real run over the same updates), or when an upward challenger is clearly behind."""
         tuner = self.tuner
-        monitor = tuner.challenger_monitor()
+        watch = tuner.challenger_monitor()
         losses: List[float] = []
         try:
             with self._race_random_numbers():
@@ -251,7 +252,8 @@ class TrialRunner:
                     if self.reduce_scores is not None:
                         loss = self.reduce_scores([loss])[0]
                     losses.append(loss)
-                    if monitor.update(loss):
+                    if watch.update(loss, self.race_losses[offset]) or tuner.challenger_behind(
+                            multiplier, losses, self.race_losses):
                         break
         finally:
             self.scheduler.apply_lr()
@@ -260,8 +262,9 @@ class TrialRunner:
     def roll_back(self) -> RollbackRecord:
         """Return the model, optimizer and scaler to the last safe point and lower the multiplier one factor.
 
-        `after_update` calls it when the loss shows training diverging; call it yourself for a divergence the loss
-        cannot show (e.g. a failed validation check). Returns the roll-back's record.
+        `after_update` calls it when the loss shows training diverging, or stalled after a roll-back (so the back-off
+        goes on down until training makes progress); call it yourself for a divergence the loss cannot show (e.g. a
+        failed validation check). Returns the roll-back's record.
         """
         self.safe_point.restore()
         record = self.tuner.back_off(self.step)

@@ -9,7 +9,8 @@ A race, in short: at its start the runner snapshots the training state; the real
 multiplier for `race_horizon` updates while the runner keeps those batches; then each challenger multiplier replays the
 same batches from the snapshot, following the same schedule shape. The arms are compared on their losses over the second
 half of the race, paired by batch. A challenger must beat the incumbent by a margin to take over, and then training
-continues from the challenger's branch, so no race costs more than its challengers' updates.
+continues from the challenger's branch, so no race costs more than its challengers' updates. After a won race the next
+one moves further (the factor squares), so a far guess is reached in two decisions.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from .config import LRTunerConfig, decay_start
 from .records import RaceRecord, RollbackRecord, TuningRecord, load_records
 
 WARMUP, STABLE, DECAY = "warmup", "stable", "decay"
+# The settings that give release 0.3's decision rule (its upward races lasted 20% of the budget, at least 20 updates).
+RULE_OF_0_3 = {"race_horizon": 0.2, "accelerate": False, "improvement_of": "loss", "stop_behind": False}
 
 
 def paired_difference(scores: Sequence[float], baseline: Sequence[float]) -> tuple[float, float]:
@@ -49,6 +52,10 @@ class LossMonitor:
     estimate. The best of a noisy average over hundreds of updates sits a few standard deviations below its typical
     value, hence 8.
 
+    After a roll-back the monitor can also put training on **probation** (`give_time(probation)`): a run that does not
+    make progress then (its average not lower, by two of its noise standard deviations, at the end of the probation
+    than at its start) has stalled, as a run collapsed to a constant predictor does, and `stalled()` says so.
+
     Args:
         collapse_fraction (`float`): share of the progress that, given back, counts as a collapse.
         state (`dict`, *optional*): a `state_dict()` to continue from.
@@ -66,15 +73,39 @@ class LossMonitor:
         self.count, self.ema, self.variance = state["count"], state["ema"], state["variance"]
         self.initial, self.best, self.best_noise = state["initial"], state["best"], state["best_noise"]
         self.quiet_until = state["quiet_until"]
+        # probation: [update it ends at, average at its start (None until then)]; states of 0.3 have none
+        self.probation = state.get("probation")
 
     def state_dict(self) -> dict:
         return {"count": self.count, "ema": self.ema, "variance": self.variance, "initial": self.initial,
-                "best": self.best, "best_noise": self.best_noise, "quiet_until": self.quiet_until}
+                "best": self.best, "best_noise": self.best_noise, "quiet_until": self.quiet_until,
+                "probation": None if self.probation is None else list(self.probation)}
 
-    def give_time(self):
+    def give_time(self, probation: int = 0):
         """No finite-loss verdict for the next `SETTLE_UPDATES` updates: after a roll-back the average lags behind
-        the restored state, and training at the lowered LR needs a few updates to show where it goes."""
+        the restored state, and training at the lowered LR needs a few updates to show where it goes. Then, with
+        `probation > 0`, training must make progress within `probation` updates (see `stalled`)."""
         self.quiet_until = self.count + self.SETTLE_UPDATES
+        self.probation = [self.quiet_until + probation, None] if probation > 0 else None
+
+    @property
+    def on_probation(self) -> bool:
+        """Whether training must still show progress after a roll-back (no safe point and no race meanwhile)."""
+        return self.probation is not None
+
+    def stalled(self) -> bool:
+        """At the end of a probation: whether training made no progress during it. Ends the probation."""
+        if self.probation is None:
+            return False
+        end, start_ema = self.probation
+        if start_ema is None:
+            if self.count >= self.quiet_until:
+                self.probation[1] = self.ema
+            return False
+        if self.count < end:
+            return False
+        self.probation = None
+        return self.ema > start_ema - 2 * self.noise()
 
     def update(self, loss: float) -> bool:
         """Add one update's loss; returns whether training has diverged."""
@@ -113,13 +144,38 @@ class LossMonitor:
         return self.ema <= self.best + max(0.1 * max(0.0, self.initial - self.best), self.best_noise)
 
 
+class ChallengerWatch:
+    """Divergence of a challenger's replay, judged against the incumbent over the same updates.
+
+    A challenger is stopped as diverged when its loss is non-finite, or when its own monitor (started from the run's,
+    as it was at the race's start) sees a divergence **and** its smoothed loss is above the incumbent's over the same
+    updates: a lower-LR challenger of a run that collapsed to a constant predictor learns, and its loss spikes while it
+    does, but it is not worse than the collapsed incumbent.
+
+    Args:
+        collapse_fraction (`float`): as in [`LossMonitor`].
+        state (`dict`): the run's monitor state at the race's start.
+    """
+
+    def __init__(self, collapse_fraction: float, state: dict):
+        self.challenger = LossMonitor(collapse_fraction, state)
+        self.incumbent = LossMonitor(collapse_fraction, state)
+
+    def update(self, loss: float, incumbent_loss: float) -> bool:
+        """Add the challenger's and the incumbent's loss of one update; returns whether to stop the challenger."""
+        diverged = self.challenger.update(loss)
+        self.incumbent.update(incumbent_loss)
+        return not math.isfinite(loss) or (diverged and self.challenger.ema > self.incumbent.ema)
+
+
 class LRTuner:
     """Decides the LR multiplier of every update of a run of `total_steps` updates.
 
     The schedule is Trainer's linear warmup-decay (or the knee shape with `explore_fraction > 0`) times
     `multiplier`, the tuned LR as a multiple of the initial LR. Races decide the multiplier: the first races the
     incumbent against one factor down and one up; each later race continues in the direction the previous one moved,
-    until the incumbent wins, the races run out, or they would end after `race_until` of the budget.
+    with the square of its factor (`accelerate`), until the incumbent wins, the races run out, or they would end after
+    `race_until` of the budget.
 
     The tuner owns its state: a runner ([`TrialRunner`]) drives it only through its public methods, and each counter
     (`races_run`, `trial_updates`, `rollbacks`) is advanced by exactly one of them. What it decided is in `records`
@@ -129,6 +185,8 @@ class LRTuner:
         config (`LRTunerConfig`): the tuner's settings.
         total_steps (`int`): the budget in optimizer updates.
     """
+
+    PROBATION_SHARE = 0.1  # after a roll-back, training must make progress within this share of the budget (0: never)
 
     def __init__(self, config: LRTunerConfig, total_steps: int):
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
@@ -143,7 +201,10 @@ class LRTuner:
         self.down_horizon = config.resolve_down_horizon(total_steps)
         self.decay_start = decay_start(total_steps, config.warmup_steps, config.explore_fraction)
         self.trial_budget = self.down_horizon + config.max_races * self.horizon
+        self.probation = (max(LossMonitor.SETTLE_UPDATES, round(self.PROBATION_SHARE * total_steps))
+                          if self.PROBATION_SHARE > 0 else 0)
         self.multiplier = 1.0
+        self.factor = config.race_factor  # ratio of the next race's challenger to the incumbent
         self.direction = 0  # 0: the next race tries both directions; +1/-1: it continues upward/downward
         self.settled = False
         self.races_run = 0
@@ -197,12 +258,11 @@ class LRTuner:
         """Multipliers the next race would try against the incumbent (empty when the multiplier is settled)."""
         if self.settled or self.races_run >= self.config.max_races:
             return []
-        factor = self.config.race_factor
         steps = [-1, 1] if self.direction == 0 else [self.direction]
         multipliers = []
         for direction in steps:
             bounded = self.config.min_multiplier, self.config.max_multiplier
-            multiplier = min(bounded[1], max(bounded[0], self.multiplier * factor**direction))
+            multiplier = min(bounded[1], max(bounded[0], self.multiplier * self.factor**direction))
             if multiplier != self.multiplier and (self.unsafe_from is None or multiplier < self.unsafe_from):
                 multipliers.append(multiplier)
         return multipliers
@@ -222,6 +282,7 @@ class LRTuner:
             and step + max(horizons) <= min(self.total_steps, self.config.race_until * self.total_steps)
             and self.trial_updates + sum(horizons) <= self.trial_budget
             and self.monitor.healthy()  # the race's start is also where a divergence returns to
+            and not self.monitor.on_probation  # a run that must still show progress is no state to return to
         )
 
     def start_race(self, step: int):
@@ -236,7 +297,8 @@ class LRTuner:
             "challengers": challengers,
             "horizons": [self.horizon_of(multiplier) for multiplier in challengers],
             "monitor": self.monitor.state_dict(),
-            "losses": {},  # multiplier -> per-update losses of the challengers run so far
+            "losses": [None] * len(challengers),  # per challenger: its per-update losses once it ran
+            "outcomes": [None] * len(challengers),  # per challenger: "finished", "behind" (stopped) or "diverged"
             "leader": self.multiplier,
         }
         self.mark_safe_point(step)
@@ -253,9 +315,24 @@ class LRTuner:
         race = self._race
         return race is not None and (race["leader"] != race["incumbent"] or step >= race["end"])
 
-    def challenger_monitor(self) -> LossMonitor:
-        """A divergence monitor for one challenger: the run's own, as it was when the race started."""
-        return LossMonitor(self.config.collapse_fraction, self._race["monitor"])
+    def challenger_monitor(self) -> ChallengerWatch:
+        """A divergence watch for one challenger's replay, started from the run's monitor at the race's start: feed
+        it the challenger's and the incumbent's loss of each update (see [`ChallengerWatch`])."""
+        return ChallengerWatch(self.config.collapse_fraction, self._race["monitor"])
+
+    def challenger_behind(self, multiplier: float, losses: Sequence[float], incumbent_losses: Sequence[float]) -> bool:
+        """Whether to stop an upward challenger after `len(losses)` updates of its replay (`stop_behind`): at every
+        eighth of its horizon from half of it on, it is behind the incumbent by `race_margin` standard errors over the
+        last quarter of its horizon. Short races favour the larger LR, so a larger LR that is behind has lost."""
+        race = self._race
+        if not self.config.stop_behind or multiplier <= race["incumbent"]:
+            return False
+        horizon = race["horizons"][race["challengers"].index(multiplier)]
+        done, span, every = len(losses), max(2, round(horizon / 4)), max(1, round(horizon / 8))
+        if done >= horizon or done < max(span, round(horizon / 2)) or (done - round(horizon / 2)) % every:
+            return False
+        mean, stderr = paired_difference(losses[done - span : done], incumbent_losses[done - span : done])
+        return mean > max(self.config.race_margin * stderr, 0.0)
 
     @staticmethod
     def _window(losses: Sequence[float]) -> List[float]:
@@ -264,27 +341,42 @@ class LRTuner:
 
     def _beats(self, losses: Sequence[float], than: Sequence[float]) -> bool:
         mean, stderr = paired_difference(self._window(losses), self._window(than))
-        reference = abs(_mean(self._window(than)))
+        late = _mean(self._window(than))
+        if self.config.improvement_of == "progress":
+            race = self._race
+            first = race["monitor"]["initial"] if race["monitor"]["count"] else than[0]  # a race at step 0: its first
+            reference = max(0.0, first - late)
+        else:
+            reference = abs(late)
         return mean < -max(self.config.race_margin * stderr, self.config.min_improvement * reference)
 
     def score_challenger(self, multiplier: float, losses: Sequence[float], incumbent_losses: Sequence[float]) -> bool:
-        """Record a challenger's per-update losses (fewer than its horizon when it diverged and was stopped), against
-        the incumbent's losses over the same updates; returns whether it now leads the race, so the runner keeps its
-        branch."""
+        """Record a challenger's per-update losses (fewer than its horizon when it was stopped: diverged, or behind by
+        `challenger_behind`), against the incumbent's losses over the same updates; returns whether it now leads the
+        race, so the runner keeps its branch."""
         race = self._race
-        horizon = race["horizons"][race["challengers"].index(multiplier)]
+        index = race["challengers"].index(multiplier)
+        horizon = race["horizons"][index]
         losses = [float(loss) for loss in losses]
         incumbent_losses = [float(loss) for loss in incumbent_losses[:horizon]]
         self.trial_updates += len(losses)
-        race["losses"][multiplier] = losses
-        if len(losses) < horizon or not all(math.isfinite(loss) for loss in losses):
+        race["losses"][index] = losses
+        finite = all(math.isfinite(loss) for loss in losses)
+        if len(losses) < horizon and finite and self.challenger_behind(multiplier, losses, incumbent_losses):
+            race["outcomes"][index] = "behind"
+            return False
+        if len(losses) < horizon or not finite:
+            race["outcomes"][index] = "diverged"
             self._mark_unsafe(multiplier)
             return False
+        race["outcomes"][index] = "finished"
         if not self._beats(losses, incumbent_losses):
             return False
         leader = race["leader"]
-        if leader != race["incumbent"] and _mean(self._window(losses)) >= _mean(self._window(race["losses"][leader])):
-            return False
+        if leader != race["incumbent"]:
+            leading = race["losses"][race["challengers"].index(leader)]
+            if _mean(self._window(losses)) >= _mean(self._window(leading)):
+                return False
         race["leader"] = multiplier
         return True
 
@@ -296,30 +388,31 @@ class LRTuner:
         if leader != race["incumbent"]:
             self.direction = 1 if leader > race["incumbent"] else -1
             self.multiplier = leader
+            if self.config.accelerate:
+                self.factor = self.factor**2
             self.monitor = LossMonitor(self.config.collapse_fraction, race["monitor"])
-            for loss in race["losses"][leader]:
+            for loss in race["losses"][race["challengers"].index(leader)]:
                 self.monitor.update(loss)
         else:
             self.settled = True
         self.races_run += 1
-        multipliers = [race["incumbent"], *race["challengers"]]
-        horizons = [step - race["start"], *race["horizons"]]
-        arms = {race["incumbent"]: incumbent_losses, **race["losses"]}
+        arms = [incumbent_losses, *race["losses"]]  # None: a challenger that never ran
 
-        def compared(multiplier, horizon):
-            if multiplier not in arms or len(arms[multiplier]) < horizon:
+        def compared(losses):
+            if not losses:
                 return [math.nan, math.nan]
-            return list(paired_difference(self._window(arms[multiplier]), self._window(incumbent_losses[:horizon])))
+            return list(paired_difference(self._window(losses), self._window(incumbent_losses[: len(losses)])))
 
         record = RaceRecord(
             step=race["start"],
             end_step=step,
             incumbent=race["incumbent"],
-            multipliers=multipliers,
-            horizons=horizons,
-            scores=[_mean(self._window(arms[m])) if m in arms else math.nan for m in multipliers],
-            differences=[compared(m, horizon) for m, horizon in zip(multipliers, horizons)],
-            diverged=[m in arms and len(arms[m]) < h for m, h in zip(multipliers, horizons)],
+            multipliers=[race["incumbent"], *race["challengers"]],
+            horizons=[step - race["start"], *race["horizons"]],
+            updates=[len(losses) if losses else 0 for losses in arms],
+            scores=[_mean(self._window(losses)) if losses else math.nan for losses in arms],
+            differences=[compared(losses) for losses in arms],
+            diverged=[False, *(outcome == "diverged" for outcome in race["outcomes"])],
             multiplier=self.multiplier,
             trial_updates=self.trial_updates,
         )
@@ -334,8 +427,11 @@ class LRTuner:
 
     # ----------------------------------------------------------------------------------------- safety
     def observe(self, loss: float) -> bool:
-        """Feed the real run's loss of one update; returns whether training diverged (the runner rolls back)."""
-        return self.monitor.update(loss)
+        """Feed the real run's loss of one update; returns whether training diverged, or stalled on its probation
+        after a roll-back (above `min_multiplier`): the runner rolls back."""
+        diverged = self.monitor.update(loss)
+        stalled = self.monitor.stalled()
+        return diverged or (stalled and self.multiplier > self.config.min_multiplier)
 
     def mark_safe_point(self, step: int):
         """The runner snapshotted the state at `step`: a divergence returns there."""
@@ -343,12 +439,15 @@ class LRTuner:
         self.safe_point_monitor = self.monitor.state_dict()
 
     def safe_point_due(self, step: int) -> bool:
-        """Whether to refresh the state a divergence returns to (outside races, every horizon, when healthy)."""
-        return self._race is None and step - self.safe_point_step >= self.horizon and self.monitor.healthy()
+        """Whether to refresh the state a divergence returns to (outside races, every horizon, when healthy and not on
+        probation)."""
+        return (self._race is None and step - self.safe_point_step >= self.horizon and self.monitor.healthy()
+                and not self.monitor.on_probation)
 
     def back_off(self, step: int) -> RollbackRecord:
-        """After a divergence and a roll-back to the safe point: mark the multiplier unsafe and lower it one factor.
-        Returns the roll-back's record."""
+        """After a divergence (or a stall on probation) and a roll-back to the safe point: mark the multiplier unsafe,
+        lower it one `race_factor`, and put training on probation: it must make progress within
+        `PROBATION_SHARE` of the budget, or the next roll-back lowers it again. Returns the roll-back's record."""
         if self.multiplier <= self.config.min_multiplier:
             raise FloatingPointError(
                 f"Training diverged at step {step} even at the lowest LR multiplier "
@@ -356,9 +455,9 @@ class LRTuner:
             )
         self._mark_unsafe(self.multiplier)
         self.multiplier = max(self.config.min_multiplier, self.multiplier / self.config.race_factor)
-        self.direction, self.settled, self._race = -1, False, None
+        self.direction, self.settled, self._race, self.factor = -1, False, None, self.config.race_factor
         self.monitor = LossMonitor(self.config.collapse_fraction, self.safe_point_monitor)
-        self.monitor.give_time()
+        self.monitor.give_time(self.probation)
         self.rollbacks += 1
         record = RollbackRecord(step=step, rollback_to=self.safe_point_step, multiplier=self.multiplier)
         self.records.append(record)
@@ -368,26 +467,23 @@ class LRTuner:
         self.unsafe_from = multiplier if self.unsafe_from is None else min(self.unsafe_from, multiplier)
 
     # ----------------------------------------------------------------------------------------- state
-    _STATE_KEYS = ("multiplier", "direction", "settled", "races_run", "unsafe_from", "safe_point_step",
+    _STATE_KEYS = ("multiplier", "factor", "direction", "settled", "races_run", "unsafe_from", "safe_point_step",
                    "safe_point_monitor", "trial_updates", "rollbacks")
 
     def state_dict(self) -> dict:
         """All decisions and counters, in plain Python types (safe for `torch.load(weights_only=True)`)."""
-        race = self._race
-        if race is not None:  # float keys do not survive every serializer: store pairs
-            race = {**race, "losses": [[k, v] for k, v in race["losses"].items()]}
         return {
             "total_steps": self.total_steps,
             "config": self.config.to_dict(),
             "monitor": self.monitor.state_dict(),
             "records": [dict(record) for record in self.records],
-            "race": race,
+            "race": None if self._race is None else dict(self._race),
             **{key: getattr(self, key) for key in self._STATE_KEYS},
         }
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "LRTuner":
-        """A new tuner continuing from `state` (from `state_dict()` of this version or of hf_lrtuner 0.2)."""
+        """A new tuner continuing from `state` (from `state_dict()` of this version, of 0.3 or of 0.2)."""
         if "races_run" not in state:
             raise ValueError(
                 "This tuner state was saved by hf_lrtuner 0.1, whose search was replaced by races in 0.2; its "
@@ -395,14 +491,26 @@ class LRTuner:
             )
         if "level" in state:  # 0.2 called the multiplier "level"
             state = {**state, "multiplier": state["level"]}
-        tuner = cls(LRTunerConfig(**state["config"]), state["total_steps"])
+        config = state["config"]
+        if "accelerate" not in config:  # 0.2 and 0.3 raced one factor per race, by a margin on the loss level
+            config = {**config, **RULE_OF_0_3, "race_horizon": config.get("race_horizon") or RULE_OF_0_3["race_horizon"]}
+        tuner = cls(LRTunerConfig(**config), state["total_steps"])
         for key in cls._STATE_KEYS:
-            setattr(tuner, key, state[key])
+            setattr(tuner, key, state.get(key, getattr(tuner, key)))
         if state["race"] is not None:
-            tuner._race = {**state["race"], "losses": {k: v for k, v in state["race"]["losses"]}}
+            tuner._race = _race_of_0_3(state["race"]) if "outcomes" not in state["race"] else dict(state["race"])
         tuner.monitor = LossMonitor(tuner.config.collapse_fraction, state["monitor"])
         tuner.records = load_records(state["records"])
         return tuner
+
+
+def _race_of_0_3(race: dict) -> dict:
+    """An open race saved by 0.2 or 0.3 (challengers' losses as [multiplier, losses] pairs) in the current form."""
+    run = {multiplier: losses for multiplier, losses in race["losses"]}
+    losses = [run.get(multiplier) for multiplier in race["challengers"]]
+    outcomes = [None if arm is None else "diverged" if len(arm) < horizon else "finished"
+                for arm, horizon in zip(losses, race["horizons"])]
+    return {**race, "losses": losses, "outcomes": outcomes}
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -28,6 +28,9 @@ BAD_VALUES = [
     ("max_races", True),
     ("snapshot_device", "gpu0"),
     ("snapshot_device", 1.5),
+    ("improvement_of", "level"),
+    ("accelerate", 1),
+    ("stop_behind", "yes"),
 ]
 
 
@@ -42,7 +45,7 @@ def test_bad_value_names_field_value_and_range(field, value):
 
 def test_default_horizon_follows_the_budget_with_a_floor():
     config = LRTunerConfig()
-    assert (config.resolve_race_horizon(14_000), config.resolve_down_horizon(14_000)) == (2800, 1400)
+    assert (config.resolve_race_horizon(14_000), config.resolve_down_horizon(14_000)) == (4200, 2100)
     assert (config.resolve_race_horizon(50), config.resolve_down_horizon(50)) == (20, 10)
     assert LRTunerConfig(race_horizon=0.1, down_horizon=0.05).resolve_down_horizon(1000) == 50
     assert LRTunerConfig(race_horizon=30.0).race_horizon == 30

@@ -24,6 +24,18 @@ def launch(script, *args, env=None, check=True, processes=2):
     return [json.loads((args[0] / f"rank{k}.json").read_text()) for k in (0, 1)]
 
 
+def assert_same_records(records, expected):
+    """Equal decisions, step for step; scores equal to 1e-6 relative, differences to 1e-6 absolute."""
+    assert len(records) == len(expected)
+    for record, reference in zip(records, expected):
+        approximate = ("scores", "differences")
+        assert {k: v for k, v in record.items() if k not in approximate} == \
+            {k: v for k, v in reference.items() if k not in approximate}
+        assert record["scores"] == pytest.approx(reference["scores"], rel=1e-6, nan_ok=True)
+        for difference, expected_difference in zip(record["differences"], reference["differences"]):
+            assert difference == pytest.approx(expected_difference, abs=1e-6, nan_ok=True)  # float32 losses near 1
+
+
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("ddp")
@@ -55,8 +67,10 @@ def test_two_process_fsdp2_trainer_run_tunes_as_ddp_does_and_resumes_from_its_ch
     ddp_ranks = ddp_run[1]
     assert [(r["fsdp2"], r["sharded"]) for r in ranks] == [(True, True)] * 2  # really FSDP2, not a DDP fallback
     assert ranks[0]["lrs"] == ranks[1]["lrs"] and ranks[0]["records"] == ranks[1]["records"]
-    # the same decisions as DDP from the same data: sharding changes where the state lives, not the run
-    assert ranks[0]["lrs"] == ddp_ranks[0]["lrs"] and ranks[0]["records"] == ddp_ranks[0]["records"]
+    # the same decisions as DDP from the same data: sharding changes where the state lives, not the run. The losses
+    # may differ in their 8th digit (at x8 of the initial LR, sharded and replicated reductions part in the last bits)
+    assert ranks[0]["lrs"] == ddp_ranks[0]["lrs"]
+    assert_same_records(ranks[0]["records"], ddp_ranks[0]["records"])
     assert [r["step"] for r in ranks[0]["records"]] == [0, 5, 10]
     # checkpoint 12 (inside the race over 10-15) holds each rank's shards; the resumed run decides as the full one
     resumed = launch("ddp_train.py", tmp_path / "resumed", "fsdp2", directory / "checkpoint-12")

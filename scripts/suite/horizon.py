@@ -16,12 +16,28 @@ Usage (about a minute on one thread):
 
 Writes `docs/results/horizon.csv` (T, h, winner_lr, winner_metric, best_lr, best_metric, spearman), the per-run grid
 `docs/results/horizon_grid.csv` (T, lr, seed, dev accuracy, dev loss) and prints h*(T).
+
+Per-arm loss logs for replaying decision rules offline (`scripts/suite/replay.py`), 7 minutes on one thread (beside
+another suite run on a 2-core machine):
+
+    nice -n 10 python scripts/suite/horizon.py --arms docs/results/horizon_arms.json.gz
+
+`--arms` runs linear warmup-decay on each synthetic task of `ARM_TASKS` at the multipliers `arm_multipliers()` of the
+task's tuned LR (the suite CSV's linear dev grid): every guess x0.1, x0.3, x1, x3, x10 times 2^-4 .. 2^4, so a rule
+that starts from any of these guesses and moves by factors of 2 finds each arm it can reach. Dev seeds (`ARM_SEEDS`,
+>= 1000: disjoint from the test seeds 0-2), split "dev". Each arm is a complete run from step 0, so its first updates
+are exactly what a race started at step 0 sees of that multiplier, and its final metric is what a run that switches to
+that multiplier at a race started at step 0 ends with. It writes one gzipped JSON: per task its budget, warmup, tuned
+LR, metric and delta, and per arm (multiplier, seed) the LR, the final dev metric and the online training loss of
+every update (7 significant digits; a run stopped by a non-finite loss is shorter than the budget).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
+import json
 import math
 import os
 import statistics as st
@@ -34,7 +50,10 @@ if __package__ in (None, ""):
 
 import torch
 
-from suite.tasks_synthetic import run_freshhead
+from file_io import write_atomically
+from suite import default_warmup
+from suite.runner import tuned_lr
+from suite.tasks_synthetic import TASKS, run_freshhead
 
 # x2 grids of peak LRs (8 levels) bracketing the best level of each T (checked on the dev split; see the output).
 GRIDS = {
@@ -43,6 +62,51 @@ GRIDS = {
     2000: tuple(2e-4 * 2**k for k in range(8)),
 }
 HORIZONS = (5, 10, 15, 20, 30, 40, 60, 80, 100, 150, 200, 300, 400, 600, 800, 1000, 1500)
+
+
+# Per-arm logs (`--arms`): the guesses of the suite, each times 2^-4 .. 2^4, on these tasks and dev seeds.
+ARM_TASKS = ("freshhead_adam", "freshhead_sgd", "scratch_sgd", "nqm_sgd", "nqm_adam")
+ARM_GUESSES = (0.1, 0.3, 1.0, 3.0, 10.0)
+ARM_SEEDS = (1000, 1001, 1002)
+
+
+def arm_multipliers(guesses=ARM_GUESSES, reach=4):
+    """Multipliers of the tuned LR to log: every guess times 2^-reach .. 2^reach, sorted (no two coincide)."""
+    return sorted({float(f"{g * 2.0**k:.6g}") for g in guesses for k in range(-reach, reach + 1)})
+
+
+def log_arms(path, tasks=ARM_TASKS, seeds=ARM_SEEDS, multipliers=None, suite_csv="docs/results/suite.csv", log=print):
+    """Write the per-arm loss logs (see the module docstring) to `path` (a .json.gz), atomically.
+
+    Args:
+        path (`str`): the gzipped JSON to write.
+        tasks (`Sequence[str]`, *optional*, defaults to `ARM_TASKS`): synthetic task names.
+        seeds (`Sequence[int]`, *optional*, defaults to `ARM_SEEDS`): run seeds (the suite's test seeds are 0-2).
+        multipliers (`Sequence[float]`, *optional*): multiples of each task's tuned LR; defaults to `arm_multipliers()`.
+        suite_csv (`str`, *optional*): the suite CSV whose linear dev grid gives each task's tuned LR.
+    """
+    multipliers = arm_multipliers() if multipliers is None else sorted(multipliers)
+    content = {"seeds": list(seeds), "multipliers": multipliers, "split": "dev", "schedule": "linear", "tasks": {}}
+    for name in tasks:
+        task = TASKS[name]
+        eta = tuned_lr(task, task.updates, suite_csv)
+        arms = []
+        start = time.perf_counter()
+        for multiplier in multipliers:
+            for seed in seeds:
+                out = task.run("linear", eta * multiplier, seed, "dev", task.updates, "cpu", record_losses=True)
+                arms.append({"multiplier": multiplier, "seed": seed, "lr": eta * multiplier,
+                             "metric": float(out["metric"]), "losses": [float(f"{x:.7g}") for x in out["losses"]]})
+        log(f"{name}: {len(arms)} arms in {time.perf_counter() - start:.0f}s (tuned LR {eta:.4g})", flush=True)
+        content["tasks"][name] = {"updates": task.updates, "warmup": default_warmup(task.updates), "tuned_lr": eta,
+                                  "metric_name": task.metric_name, "higher_is_better": task.higher_is_better,
+                                  "delta": task.delta, "arms": arms}
+
+    def write(temporary):
+        with gzip.open(temporary, "wt", encoding="utf-8") as f:
+            json.dump(content, f, allow_nan=True)
+
+    write_atomically(path, write)
 
 
 def ranks(values):
@@ -117,8 +181,13 @@ def main(argv=None):
     p.add_argument("--csv", default="docs/results/horizon.csv")
     p.add_argument("--grid_csv", default="docs/results/horizon_grid.csv")
     p.add_argument("--summary", default=None, help="also write the printed summary to this file")
+    p.add_argument("--arms", default=None, metavar="PATH",
+                   help="instead: write the per-arm loss logs of ARM_TASKS to this .json.gz (see the docstring)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    if args.arms:
+        log_arms(args.arms)
+        return None
 
     all_rows, summary = [], []
     grid_rows = []
