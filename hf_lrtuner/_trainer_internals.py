@@ -47,7 +47,7 @@ import torch
 # The ends of the supported range, as `scripts/version_matrix.sh` installs them: "floor" equals the minimums in
 # setup.cfg, "newest" what `scripts/setup_env.sh` installed when they were last tested (torch: the CPU wheel it pins).
 TESTED_VERSIONS = {
-    "floor": {"torch": "2.4.0", "transformers": "4.57.1", "accelerate": "1.0.0"},
+    "floor": {"torch": "2.4.0", "transformers": "4.57.1", "accelerate": "1.3.0"},
     "newest": {"torch": "2.13.0", "transformers": "5.25.0", "accelerate": "1.16.0"},
 }
 

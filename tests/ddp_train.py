@@ -11,7 +11,6 @@ import os
 import sys
 
 import torch
-from torch.distributed.tensor import DTensor
 from transformers import TrainerCallback
 
 from hf_lrtuner import LRTunerConfig, LRTunerTrainer
@@ -61,13 +60,12 @@ def main(output_dir, mode="ddp", resume_from=None):
                                      snapshot_device="cpu" if mode == "fsdp2" else None),
     )
     trainer.train(resume_from_checkpoint=resume_from)
-    result = {
-        "world_size": args.world_size,
-        "fsdp2": trainer.accelerator.is_fsdp2,
-        "sharded": all(isinstance(p, DTensor) for p in trainer.model.parameters()),
-        "lrs": recorder.lrs,
-        "records": trainer.lr_scheduler.tuner.records,
-    }
+    result = {"world_size": args.world_size, "lrs": recorder.lrs, "records": trainer.lr_scheduler.tuner.records}
+    if mode == "fsdp2":  # torch 2.6 and accelerate 1.6 or later (test_distributed.py skips it before)
+        from torch.distributed.tensor import DTensor
+
+        result["fsdp2"] = trainer.accelerator.is_fsdp2
+        result["sharded"] = all(isinstance(p, DTensor) for p in trainer.model.parameters())
     with open(os.path.join(output_dir, f"rank{args.process_index}.json"), "w") as f:
         json.dump(result, f)
     torch.distributed.destroy_process_group()

@@ -3,10 +3,20 @@ import os
 import subprocess
 import sys
 
+import accelerate
 import pytest
+import torch
+from packaging.version import Version
 
 HERE = os.path.dirname(__file__)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # PYTHONPATH: tests/conftest.py
+
+
+# FSDP2 is torch's fully_shard (public from torch 2.6), which Trainer reaches through accelerate 1.6 and later.
+needs_fsdp2 = pytest.mark.skipif(
+    torch.__version__ < "2.6" or Version(accelerate.__version__) < Version("1.6"),
+    reason="FSDP2 needs torch 2.6 and accelerate 1.6",
+)
 
 
 def launch(script, *args):
@@ -36,6 +46,7 @@ def test_two_process_ddp_ranks_apply_the_same_lr_at_every_step(ddp_ranks):
 
 
 @pytest.mark.slow
+@needs_fsdp2
 def test_two_process_fsdp2_trainer_run_tunes_as_ddp_does_and_resumes_from_its_checkpoint(tmp_path, ddp_ranks):
     """LRTunerTrainer under Trainer's FSDP2 (accelerate patched to allow FSDP on CPU, in ddp_train.py only), with
     snapshot_device="cpu"."""
@@ -52,6 +63,7 @@ def test_two_process_fsdp2_trainer_run_tunes_as_ddp_does_and_resumes_from_its_ch
 
 
 @pytest.mark.slow
+@needs_fsdp2
 def test_two_process_fsdp2_loop_restores_sharded_state_bit_identically_and_agrees_on_lrs(tmp_path):
     ranks = launch("fsdp_train.py", tmp_path)
     for rank in ranks:
