@@ -42,6 +42,7 @@ Tokenized pairs are cached in-process and on disk (`cache_dir()`, under the giti
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
