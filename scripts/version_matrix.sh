@@ -66,6 +66,7 @@ print("Floor versions installed:", ", ".join(f"{name} {v}" for name, v in instal
 EOF
 }
 
+failed=()
 for end in $ends; do
     if [ "$end" = newest ]; then
         venv="${VENV_NEWEST:-.venv-newest}"
@@ -78,5 +79,9 @@ for end in $ends; do
     fi
     echo "== $end: $("$venv/bin/python" -c 'import torch, transformers, accelerate; print("torch", torch.__version__, "transformers", transformers.__version__, "accelerate", accelerate.__version__)')"
     if [ $# -gt 0 ]; then args=("$@"); else args=("${default_args[@]}"); fi
-    HF_LRTUNER_MATRIX_END="$end" "$venv/bin/python" -m pytest "${args[@]}"
+    HF_LRTUNER_MATRIX_END="$end" "$venv/bin/python" -m pytest "${args[@]}" || failed+=("$end")
 done
+if [ ${#failed[@]} -gt 0 ]; then  # every end runs, so that one run reports both
+    echo "version matrix: tests failed at: ${failed[*]}" >&2
+    exit 1
+fi
