@@ -1,23 +1,29 @@
-"""Every use of a private or undocumented attribute of `transformers.Trainer` or accelerate, in one place.
+"""Every use of a private or undocumented attribute of `transformers.Trainer` or accelerate, and every Trainer API that
+differs between the supported transformers versions, in one place.
 
 Races replay real updates exactly as Trainer makes them, which no public API offers; what that takes is here and
-nowhere else in hf_lrtuner, so that a change in either library breaks one module. Tested with transformers 5.24.0,
-accelerate 1.15.0 and torch 2.13.0 (line numbers below are transformers 5.24.0's `trainer.py` and accelerate
-1.15.0's sources):
+nowhere else in hf_lrtuner, so that a change in either library breaks one module, and this module picks the access
+that the installed version needs. `TESTED_VERSIONS` holds the two ends of the supported range that
+`scripts/version_matrix.sh` tests; `private_attributes()` lists what is used, and `tests/test_trainer_internals.py`
+checks that all of it exists in the installed versions. Line numbers below are transformers 5.25.0's `trainer.py`
+("5.x") and 4.57.1's ("4.x"; 4.57.1 to 4.57.6 have the same lines):
 
 - `Trainer.training_step` is replaced on the instance for a run (the documented way is a subclass, which a callback
-  cannot impose); `Trainer.current_gradient_accumulation_steps` (set per update, L1885) divides each micro-batch loss
-  (L2119), so a replay sets it to the replayed update's micro-batches.
-- `Trainer.model_wrapped` (the DDP- or FSDP-wrapped model, L1781), `Trainer.accelerator` (its `scaler`,
-  `optimizer_step_was_skipped`, `gradient_state`, `reduce`, and `state.fsdp_plugin.fsdp_version` as Trainer reads it
-  at L1720), `Trainer.is_fsdp_enabled` and `Trainer.is_deepspeed_enabled` (L874-875).
-- `Trainer._clip_grad_norm` (L2781): the clipping of Trainer's own updates (accelerate's `clip_grad_norm_`, which
-  handles FSDP2's sharded gradients, or a norm per device mesh).
+  cannot impose); `Trainer.current_gradient_accumulation_steps` (set per update, 5.x L1922, 4.x L2621) divides each
+  micro-batch loss (5.x L2156, 4.x L4064), so a replay sets it to the replayed update's micro-batches.
+- `Trainer.model_wrapped` (the DDP- or FSDP-wrapped model, 5.x L1796, 4.x L2494), `Trainer.accelerator` (its
+  `scaler`, `optimizer_step_was_skipped`, `gradient_state`, `reduce`, and `state.fsdp_plugin.fsdp_version` as Trainer
+  reads it at 5.x L1735, 4.x L2419; accelerate before 1.6 has no FSDP2 and no `fsdp_version`), `Trainer.is_fsdp_enabled`
+  and `Trainer.is_deepspeed_enabled` (5.x L874-875, 4.x L5522-5523).
+- The clipping of Trainer's own updates: `Trainer._clip_grad_norm` in 5.x (L2825: accelerate's `clip_grad_norm_`,
+  which handles FSDP2's sharded gradients, or a norm per device mesh); 4.x has no such method and calls accelerate's
+  `clip_grad_norm_` inline (L2697-2718; its other branches serve apex, SageMaker model parallelism and tensor
+  parallelism, which LRTuner is not tested with).
 - `GradientState._set_sync_gradients` (accelerate `state.py`): a replayed update is a complete one, so gradients sync.
-- `Trainer._created_lr_scheduler` (L1374, L1725): a scheduler made by `create_scheduler` is rebuilt by the next
-  `train()`, as Trainer does with its own.
-- `Trainer._memory_tracker` (L2863, L2900, in `evaluate`): `QuestionAnsweringTrainer.evaluate` reports memory
-  metrics as `Trainer.evaluate` does (when `skip_memory_metrics=False`).
+- `Trainer._created_lr_scheduler` (5.x L1389, 4.x L1859): a scheduler made by `create_scheduler` is rebuilt by the
+  next `train()`, as Trainer does with its own.
+- `Trainer._memory_tracker` (in `evaluate`, 5.x L2849-2944, 4.x L4421-4521): `QuestionAnsweringTrainer.evaluate`
+  reports memory metrics as `Trainer.evaluate` does (when `skip_memory_metrics=False`).
 - `Trainer._save_optimizer_and_scheduler(output_dir)` (L3565) and `Trainer._load_optimizer_and_scheduler(checkpoint)`
   (L3938) are wrapped on the instance: every process calls them for each checkpoint it saves (in `_save_checkpoint`,
   before `trainer_state.json`, L3444) or resumes from (before `on_train_begin`, L1854), with the checkpoint's folder,
@@ -25,14 +31,85 @@ accelerate 1.15.0 and torch 2.13.0 (line numbers below are transformers 5.24.0's
 - `AcceleratedOptimizer.optimizer` (the wrapped optimizer) and `AcceleratedScheduler.scheduler`,
   `.step_with_optimizer`, `.split_batches` (accelerate `scheduler.py`): its `step()` steps the wrapped scheduler once
   per process and update unless `split_batches` or `step_with_optimizer=False`.
+- `Trainer._get_eval_sampler` (5.x and 4.x): `QuestionAnsweringTrainer` overrides it to keep evaluation in dataset
+  order.
+- Public `TrainingArguments` that differ: a warmup given as a fraction of the updates is `warmup_steps=0.1` in 5.x,
+  which removed `warmup_ratio`, and `warmup_ratio=0.1` in 4.x, whose `warmup_steps` takes integers only (both round
+  up); batches of similar lengths are `train_sampling_strategy="group_by_length"` in 5.x, `group_by_length=True` in
+  4.x.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+
+
+# The ends of the supported range, as `scripts/version_matrix.sh` installs them: "floor" equals the minimums in
+# setup.cfg, "newest" what `scripts/setup_env.sh` installed when they were last tested (torch: the CPU wheel it pins).
+TESTED_VERSIONS = {
+    "floor": {"torch": "2.4.0", "transformers": "4.57.1", "accelerate": "1.3.0"},
+    "newest": {"torch": "2.13.0", "transformers": "5.25.0", "accelerate": "1.16.0"},
+}
+
+
+@functools.lru_cache(maxsize=None)
+def transformers_major_version() -> int:
+    """The major version of the installed transformers (imported here, not by `import hf_lrtuner`)."""
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
+def private_attributes() -> Dict[str, Tuple[str, ...]]:
+    """The private or undocumented attributes this module uses, by the class that holds them (attributes set in
+    `__init__` or during `train()` are attributes of its instances), for the installed versions."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    trainer = ("model_wrapped", "accelerator", "is_fsdp_enabled", "is_deepspeed_enabled",
+               "current_gradient_accumulation_steps", "_created_lr_scheduler", "_memory_tracker", "_get_eval_sampler")
+    if transformers_major_version() >= 5:
+        trainer += ("_clip_grad_norm",)
+    fsdp_fields = FullyShardedDataParallelPlugin.__dataclass_fields__
+    return {
+        "transformers.Trainer": trainer,
+        "accelerate.Accelerator": ("scaler", "optimizer_step_was_skipped", "gradient_state"),
+        "accelerate.state.GradientState": ("_set_sync_gradients",),
+        "accelerate.optimizer.AcceleratedOptimizer": ("optimizer",),
+        "accelerate.scheduler.AcceleratedScheduler": ("scheduler", "step_with_optimizer", "split_batches"),
+        # `sharding_backend` reads it with a default of 1: FSDP1 is all that an accelerate without the field has
+        "accelerate.utils.FullyShardedDataParallelPlugin": ("fsdp_version",) if "fsdp_version" in fsdp_fields else (),
+    }
+
+
+# ------------------------------------------------------------------------------------------- TrainingArguments
+def warmup_fraction(fraction: float) -> Dict[str, float]:
+    """The `TrainingArguments` keyword that warms up over `fraction` of the updates: `warmup_steps` in transformers
+    5.x, `warmup_ratio` in 4.x.
+
+    Args:
+        fraction (`float`): the share of the updates to warm up over, in [0, 1).
+    """
+    return {"warmup_steps" if transformers_major_version() >= 5 else "warmup_ratio": fraction}
+
+
+def group_by_length() -> Dict[str, Any]:
+    """The `TrainingArguments` keyword that batches training examples of similar lengths together (less padding):
+    `train_sampling_strategy="group_by_length"` in transformers 5.x, `group_by_length=True` in 4.x."""
+    if transformers_major_version() >= 5:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
+
+
+def train_sampling_strategy(args) -> str:
+    """How `args` (`TrainingArguments`) orders training examples, in transformers 5.x's terms: "random",
+    "group_by_length" (4.x: `group_by_length=True`) or another 5.x strategy."""
+    if transformers_major_version() >= 5:
+        return args.train_sampling_strategy
+    return "group_by_length" if args.group_by_length else "random"
 
 
 # ------------------------------------------------------------------------------------------- accelerate
@@ -148,13 +225,21 @@ def replay_update(trainer, training_step: Callable, micro_batches: List[Tuple[di
     try:
         loss = sum(training_step(model, dict(inputs), *args, **kwargs) for inputs, args, kwargs in micro_batches)
         if trainer.args.max_grad_norm is not None and trainer.args.max_grad_norm > 0:
-            trainer._clip_grad_norm(model)
+            clip_gradients(trainer, model)
         trainer.optimizer.step()
         model.zero_grad()
     finally:
         trainer.current_gradient_accumulation_steps = accumulation_steps
         gradient_state._set_sync_gradients(sync_gradients)
     return loss
+
+
+def clip_gradients(trainer, model) -> None:
+    """Clip the gradients of `model` to `trainer.args.max_grad_norm`, as Trainer clips those of its own updates."""
+    if transformers_major_version() >= 5:
+        trainer._clip_grad_norm(model)
+    else:
+        trainer.accelerator.clip_grad_norm_(model.parameters(), trainer.args.max_grad_norm)
 
 
 def mean_over_processes(trainer, values: List[float]) -> List[float]:

@@ -227,7 +227,7 @@ class LRTunerCallback(TrainerCallback):
             raise ValueError(
                 "LRTuner supports FSDP2 (torch's fully_shard), not FSDP1, whose flat parameters its snapshots are "
                 "not tested on. Set TrainingArguments(fsdp_config={'version': 2, ...}) (accelerate config: "
-                "fsdp_version: 2)."
+                "fsdp_version: 2; FSDP2 needs accelerate 1.6 and torch 2.6 or later)."
             )
         if backend == "DeepSpeed":
             raise ValueError(

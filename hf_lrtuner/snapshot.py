@@ -8,7 +8,7 @@ import torch
 
 try:
     from torch.distributed.tensor import DTensor
-except ImportError:  # a torch build without torch.distributed: no sharded tensors either
+except ImportError:  # a torch build without torch.distributed, or torch before 2.5: no FSDP2 (it needs 2.6)
     DTensor = None
 
 

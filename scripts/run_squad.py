@@ -3,7 +3,7 @@
 Without arguments this follows the standard BERT-base SQuAD v1.1 recipe of the official `run_qa.py` example:
 `bert-base-uncased`, `load_dataset("squad")`, learning rate 3e-5, batch size 12, 2 epochs, max_seq_length 384,
 doc_stride 128, AdamW without weight decay. Unlike the example, the schedules warm up over the first 10% of the
-updates (`--warmup_steps 0.1`, as in Google's BERT):
+updates (`--warmup_steps 0.1`, as in Google's BERT; `--warmup_ratio 0.1` with transformers 4.x):
 
 - `--lr_schedule linear`: warmup, then linear decay to 0 (Trainer's `lr_scheduler_type="linear"`);
 - `--lr_schedule knee`: warmup, constant until `--knee_explore_fraction` (0.5) of the updates, then linear to 0;
@@ -51,7 +51,12 @@ from transformers import (
 from transformers.trainer_utils import SchedulerType
 
 from file_io import jsonable, write_atomically, write_text_atomically
-from hf_lrtuner._trainer_internals import mark_scheduler_created
+from hf_lrtuner._trainer_internals import (
+    group_by_length,
+    mark_scheduler_created,
+    train_sampling_strategy,
+    warmup_fraction,
+)
 from hf_lrtuner.records import is_race
 from hf_lrtuner.schedules import get_knee_schedule
 from hf_lrtuner.squad import (
@@ -72,7 +77,7 @@ RECIPE_DEFAULTS = {
     "learning_rate": 3e-5,
     "per_device_train_batch_size": 12,
     "num_train_epochs": 2.0,
-    "warmup_steps": 0.1,
+    **warmup_fraction(0.1),  # --warmup_steps 0.1 (transformers 5.x) or --warmup_ratio 0.1 (4.x)
     "logging_steps": 1,  # lr_loss.csv gets one row per update
     "output_dir": "outputs/run_squad",
 }
@@ -189,7 +194,7 @@ def offline_cpu_preset() -> dict[str, Any]:
         "per_device_eval_batch_size": 64,
         "num_train_epochs": 1.0,
         # Batches of similar lengths need little padding: the largest saving on CPU.
-        "train_sampling_strategy": "group_by_length",
+        **group_by_length(),
         "save_strategy": "no",
         "dataloader_pin_memory": False,  # nothing to pin for on a CPU
         "report_to": "none",
@@ -511,7 +516,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
             "max_steps": training_args.max_steps,
             "weight_decay": training_args.weight_decay,
             "optim": getattr(training_args.optim, "value", training_args.optim),
-            "train_sampling_strategy": training_args.train_sampling_strategy,
+            "train_sampling_strategy": train_sampling_strategy(training_args),
         },
         "metric_implementation": "evaluate" if load_evaluate_squad_metric() is not None else "hf_lrtuner",
     }

@@ -58,12 +58,13 @@ def main(output_dir, mode):
         result["error"] = f"{type(error).__name__}: {error}"
     with open(os.path.join(output_dir, f"rank{accelerator.process_index}.json"), "w") as f:
         json.dump(result, f)
-    accelerator.end_training()  # destroys the process group
+    accelerator.wait_for_everyone()
 
 
 if __name__ == "__main__":
     main(*sys.argv[1:])
     sys.stdout.flush()
-    # torch 2.13's C++ teardown after a gloo run sometimes aborts ("terminate called without an active exception")
-    # once all work is done and written; skipping it keeps that out of the test's verdict
+    # Once all work is done and written, gloo's teardown sometimes aborts (torch 2.13: "terminate called without an
+    # active exception") or hangs in destroy_process_group (torch 2.4: 1 of 6 runs); skipping it keeps that out of the
+    # test's verdict
     os._exit(0)

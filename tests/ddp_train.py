@@ -15,7 +15,6 @@ import signal
 import sys
 
 import torch
-from torch.distributed.tensor import DTensor
 from transformers import TrainerCallback
 
 from hf_lrtuner import LRTunerConfig, LRTunerTrainer
@@ -78,15 +77,15 @@ def main(output_dir, mode="ddp", resume_from=None):
                                      snapshot_device="cpu" if mode == "fsdp2" else None),
     )
     trainer.train(resume_from_checkpoint=resume_from)
-    result = {
-        "world_size": args.world_size,
-        "fsdp2": trainer.accelerator.is_fsdp2,
-        "sharded": all(isinstance(p, DTensor) for p in trainer.model.parameters()),
-        "lrs": recorder.lrs,
-        "records": trainer.lr_scheduler.tuner.records,
-        "trial_updates": trainer.lr_scheduler.tuner.trial_updates,
-    }
-    local = [p.to_local() if isinstance(p, DTensor) else p for p in trainer.model.parameters()]
+    result = {"world_size": args.world_size, "lrs": recorder.lrs, "records": trainer.lr_scheduler.tuner.records,
+              "trial_updates": trainer.lr_scheduler.tuner.trial_updates}
+    local = list(trainer.model.parameters())
+    if mode == "fsdp2":  # torch 2.6 and accelerate 1.6 or later (test_distributed.py skips it before)
+        from torch.distributed.tensor import DTensor
+
+        result["fsdp2"] = trainer.accelerator.is_fsdp2
+        result["sharded"] = all(isinstance(p, DTensor) for p in local)
+        local = [p.to_local() for p in local]
     torch.save([p.detach().clone() for p in local], os.path.join(output_dir, f"weights{args.process_index}.pt"))
     with open(os.path.join(output_dir, f"rank{args.process_index}.json"), "w") as f:
         json.dump(result, f)

@@ -12,7 +12,9 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertForQuestionAnswering, BertTokenizer
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+from transformers import BertConfig, BertForQuestionAnswering, PreTrainedTokenizerFast
 
 from hf_lrtuner.squad import read_squad_json, squad_json_to_dataset
 
@@ -77,31 +79,43 @@ def squad_texts(squad: dict) -> list[str]:
     return texts
 
 
-def tiny_wordpiece_tokenizer(texts: list[str], max_words: int = 2000) -> BertTokenizer:
-    """An uncased fast WordPiece tokenizer whose vocabulary holds the most frequent words of `texts`.
+def tiny_wordpiece_tokenizer(texts: list[str], max_words: int = 2000) -> PreTrainedTokenizerFast:
+    """An uncased fast WordPiece tokenizer, as BERT's, whose vocabulary holds the most frequent words of `texts`.
 
     Every character of the texts is also in the vocabulary (alone and as a `##` continuation), so rarer words
-    split into pieces instead of becoming [UNK] and the offsets of every answer stay exact.
+    split into pieces instead of becoming [UNK] and the offsets of every answer stay exact. Built from `tokenizers`
+    parts as transformers 5.x's `BertTokenizer(vocab=...)` builds it (4.x's `BertTokenizer` needs a vocabulary file).
 
     Args:
         texts (`list[str]`): Texts whose words make the vocabulary.
         max_words (`int`, *optional*, defaults to 2000): Most frequent words to add as whole tokens.
 
     Returns:
-        `BertTokenizer` (fast, `tokenizers` backend) with `model_max_length=512`.
+        `PreTrainedTokenizerFast` with BERT's special tokens and `model_max_length=512`.
     """
-    # Split the texts exactly as the tokenizer will: BERT normalisation (lower case, no accents), then pre-tokenizer.
-    backend = BertTokenizer().backend_tokenizer
+    normalizer = normalizers.BertNormalizer(lowercase=True)  # lower case, no accents
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # Split the texts exactly as the tokenizer will: normalisation, then pre-tokenizer.
     words = Counter(
-        word
-        for text in texts
-        for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))
+        word for text in texts for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
     )
     characters = sorted({character for word in words for character in word})
     vocabulary = SPECIAL_TOKENS + characters + [f"##{character}" for character in characters]
     known = set(vocabulary)
     vocabulary += [word for word, _ in words.most_common(max_words) if word not in known]
-    return BertTokenizer(vocab={token: index for index, token in enumerate(vocabulary)}, model_max_length=512)
+    ids = {token: index for index, token in enumerate(vocabulary)}
+    backend = Tokenizer(WordPiece(ids, unk_token="[UNK]"))
+    backend.normalizer, backend.pre_tokenizer = normalizer, pre_tokenizer
+    backend.decoder = decoders.WordPiece(prefix="##")
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0",
+        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=512, model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
 
 
 def tiny_bert_qa(tokenizer, seed: int = 0) -> BertForQuestionAnswering:

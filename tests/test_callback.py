@@ -8,6 +8,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from hf_lrtuner import LRTunerCallback, LRTunerConfig, LRTunerScheduler, LRTunerTrainer
+from hf_lrtuner._trainer_internals import warmup_fraction
 from trainer_task import CountTask, tiny_args, tiny_bert
 
 CONFIG = LRTunerConfig(race_horizon=10)
@@ -98,7 +99,7 @@ def test_with_an_unbeatable_margin_a_trainer_run_is_bit_identical_to_trainers_li
 
 def test_trainer_created_optimizer_and_scheduler(tmp_path):
     trainer = LRTunerTrainer(
-        model=tiny_bert(), args=tiny_args(tmp_path, warmup_steps=0.1), train_dataset=CountTask(), lrtuner_config=CONFIG
+        model=tiny_bert(), args=tiny_args(tmp_path, **warmup_fraction(0.1)), train_dataset=CountTask(), lrtuner_config=CONFIG
     )
     trainer.train()
     scheduler = trainer.lr_scheduler
@@ -211,6 +212,8 @@ def checkpoint_run(tmp_path, resume_from=None, max_steps=60):
     return [(step, lr) for step, lr in logged(trainer, "learning_rate")], scheduler
 
 
+@pytest.mark.skipif(torch.__version__ < "2.6", reason="transformers refuses torch.load before torch 2.6 "
+                    "(CVE-2025-32434), so Trainer cannot resume from a checkpoint")
 @pytest.mark.parametrize("checkpoint_step", [20, 35])  # a race starts at 20; 35 follows the last race
 def test_resume_from_checkpoint_gives_the_identical_lr_trajectory(tmp_path, checkpoint_step):
     uninterrupted, scheduler = checkpoint_run(tmp_path / "full")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import hf_lrtuner.squad.metrics as squad_metrics_module
+from hf_lrtuner._trainer_internals import train_sampling_strategy
 from squad_fixtures import offline_squad_json, save_tiny_qa_model, squad_texts, write_squad_json
 
 
@@ -157,7 +158,8 @@ def test_recipe_defaults_and_preset_precedence(run_squad):
     assert preset is None and model_args.model_name_or_path == "bert-base-uncased"
     assert (data_args.dataset_name, data_args.max_seq_length, data_args.doc_stride) == ("squad", 384, 128)
     assert (training_args.learning_rate, training_args.per_device_train_batch_size) == (3e-5, 12)
-    assert (training_args.num_train_epochs, training_args.weight_decay, training_args.warmup_steps) == (2, 0.0, 0.1)
+    assert (training_args.num_train_epochs, training_args.weight_decay) == (2, 0.0)
+    assert training_args.get_warmup_steps(1000) == 100  # 10% of the updates
     assert schedule_args.lr_schedule == "linear" and training_args.logging_steps == 1
     assert schedule_args.lrtuner_overrides() == {}  # LRTunerConfig's own defaults
     schedule_args = run_squad.parse_args(["--output_dir", "unused", "--lrtuner_race_horizon", "30",
@@ -177,7 +179,7 @@ def test_recipe_defaults_and_preset_precedence(run_squad):
     assert preset == "offline_cpu" and Path(model_args.model_name_or_path, "config.json").is_file()
     assert Path(data_args.train_file).is_file() and Path(data_args.validation_file).is_file()
     assert training_args.learning_rate == 5e-5 and training_args.output_dir == "mine"  # explicit options win
-    assert training_args.train_sampling_strategy == "group_by_length" and training_args.report_to == []
+    assert train_sampling_strategy(training_args) == "group_by_length" and training_args.report_to == []
 
 
 @pytest.mark.parametrize(

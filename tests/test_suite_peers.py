@@ -1,7 +1,7 @@
 """Smoke tests of the suite's peer methods (scripts/suite/peers.py): each runs a few updates on tiny synthetic tasks.
 
 The optional packages of the ``bench`` extra are skipped when absent; ``knee`` and ``greedy`` need only
-hf_lrtuner and transformers.
+hf_lrtuner and transformers (``greedy``: 5.4 or later, skipped before).
 """
 
 import math
@@ -10,6 +10,7 @@ import pytest
 
 from suite import LR_FREE, METHODS
 from suite import runner
+from suite.peers import greedy_available
 from suite.tasks_synthetic import TASKS
 
 UPDATES = 20
@@ -43,6 +44,8 @@ def test_peers_registered():
 def test_peer_runs(method, task):
     if PEERS[method]:
         pytest.importorskip(PEERS[method])
+    if method == "greedy" and not greedy_available():
+        pytest.skip("GreedyLR is new in transformers 5.4")
     lr = None if method in LR_FREE else TASK_LRS[task]
     out = TASKS[task].run(method, lr, 0, "dev", UPDATES)
     assert math.isfinite(out["metric"])
@@ -122,3 +125,9 @@ def test_lr_free_jobs_have_no_guess():
     prodigy = [j for j in jobs if j.method == "prodigy"]
     assert len(prodigy) == 2 and all(j.guess == "" and j.lr is None for j in prodigy)
     assert len([j for j in jobs if j.method == "knee"]) == 4
+
+
+@pytest.mark.skipif(greedy_available(), reason="this transformers has GreedyLR (5.4 or later)")
+def test_greedy_before_transformers_5_4_names_the_version_it_needs():
+    with pytest.raises(ValueError, match="peer 'greedy' is transformers' GreedyLR, new in transformers 5.4"):
+        TASKS["nqm_sgd"].run("greedy", TASK_LRS["nqm_sgd"], 0, "dev", UPDATES)

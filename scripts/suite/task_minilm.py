@@ -241,21 +241,19 @@ def tokenized(split: str, eval_questions: int | None = EVAL_QUESTIONS) -> tuple:
 
 def training_arguments(output_dir: str, lr: float, seed: int, updates: int, warmup: int, device: str,
                        batch_size: int = BATCH_SIZE):
-    """The run's `TrainingArguments`; options the installed transformers lacks are left out."""
+    """The run's `TrainingArguments`."""
     from transformers import TrainingArguments
+
+    from hf_lrtuner._trainer_internals import group_by_length
 
     cuda = device.startswith("cuda")
     kwargs = dict(
         output_dir=output_dir, max_steps=updates, per_device_train_batch_size=batch_size, learning_rate=lr,
         weight_decay=0.0, warmup_steps=warmup, lr_scheduler_type="linear", seed=seed, data_seed=seed,
         logging_steps=1, logging_strategy="steps", save_strategy="no", report_to="none", disable_tqdm=True,
-        dataloader_num_workers=0, dataloader_pin_memory=cuda, use_cpu=not cuda, bf16=cuda,
-        train_sampling_strategy="group_by_length",
+        dataloader_num_workers=0, dataloader_pin_memory=cuda, use_cpu=not cuda, bf16=cuda, **group_by_length(),
     )
-    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
-    if "train_sampling_strategy" not in fields and "group_by_length" in fields:  # transformers before the rename
-        kwargs["group_by_length"] = kwargs.pop("train_sampling_strategy") == "group_by_length"
-    return TrainingArguments(**{k: v for k, v in kwargs.items() if k in fields})
+    return TrainingArguments(**kwargs)
 
 
 def adamw(model, lr: float):
