@@ -9,7 +9,7 @@ from transformers import Trainer, TrainerCallback
 
 from hf_lrtuner import LRTunerCallback, LRTunerConfig, LRTunerScheduler, LRTunerTrainer
 from hf_lrtuner._trainer_internals import warmup_fraction
-from trainer_task import CountTask, tiny_args, tiny_bert
+from trainer_task import CountTask, needs_trainer_resume, tiny_args, tiny_bert
 
 CONFIG = LRTunerConfig(race_horizon=10)
 
@@ -212,8 +212,7 @@ def checkpoint_run(tmp_path, resume_from=None, max_steps=60):
     return [(step, lr) for step, lr in logged(trainer, "learning_rate")], scheduler
 
 
-@pytest.mark.skipif(torch.__version__ < "2.6", reason="transformers refuses torch.load before torch 2.6 "
-                    "(CVE-2025-32434), so Trainer cannot resume from a checkpoint")
+@needs_trainer_resume
 @pytest.mark.parametrize("checkpoint_step", [20, 35])  # a race starts at 20; 35 follows the last race
 def test_resume_from_checkpoint_gives_the_identical_lr_trajectory(tmp_path, checkpoint_step):
     uninterrupted, scheduler = checkpoint_run(tmp_path / "full")

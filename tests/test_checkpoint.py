@@ -13,12 +13,13 @@ import torch
 import kill_resume
 from hf_lrtuner import LRTunerConfig, LRTunerTrainer
 from hf_lrtuner.checkpoint import CheckpointError, last_complete_checkpoint
-from trainer_task import CountTask, tiny_args, tiny_bert
+from trainer_task import CountTask, needs_trainer_resume, tiny_args, tiny_bert
 
 CONFIG = LRTunerConfig(race_horizon=10, race_margin=0.0, min_improvement=0.0)
 
 
 @pytest.mark.slow  # about 15 subprocess runs of 30 updates
+@needs_trainer_resume
 def test_killed_at_random_moments_and_resumed_the_run_is_the_uninterrupted_one(tmp_path):
     settings = kill_resume.SETTINGS
     moments = kill_resume.reference_run(tmp_path / "reference", settings)
@@ -77,6 +78,7 @@ def change_a_decision(path):
     torch.save(state, path)
 
 
+@needs_trainer_resume
 @pytest.mark.parametrize("damage,message", [
     (lambda c: truncate(c / "lrtuner_rank0_of_1.pt"), r"lrtuner_rank0_of_1.pt is corrupted: \d+ bytes with SHA-256"),
     (lambda c: flip_a_byte(c / "lrtuner_rank0_of_1.pt"), r"lrtuner_rank0_of_1.pt is corrupted"),
@@ -95,6 +97,7 @@ def test_a_damaged_checkpoint_is_refused_with_what_is_wrong(checkpoint, tmp_path
         train(tmp_path / "resumed", resume=str(checkpoint))
 
 
+@needs_trainer_resume
 def test_a_checkpoint_of_another_config_or_budget_is_refused_naming_what_differs(checkpoint, tmp_path):
     other = LRTunerConfig(race_horizon=5, race_margin=0.0, min_improvement=0.0)
     with pytest.raises(ValueError, match=r"another LRTunerConfig: race_horizon=10 \(checkpoint\) vs 5 \(this scheduler\)"):
@@ -103,6 +106,7 @@ def test_a_checkpoint_of_another_config_or_budget_is_refused_naming_what_differs
         train(tmp_path / "resumed", resume=str(checkpoint), max_steps=50)
 
 
+@needs_trainer_resume
 def test_a_checkpoint_of_0_3_inside_a_race_abandons_it_with_a_warning(saved_run, checkpoint, tmp_path, caplog):
     """hf_lrtuner 0.2 and 0.3 wrote the scheduler's state without "format", and no race state beside it."""
     for ext in ("pt", "json"):

@@ -9,6 +9,7 @@ import torch
 from packaging.version import Version
 
 from hf_lrtuner.checkpoint import last_complete_checkpoint, load_checkpoint_file
+from trainer_task import needs_trainer_resume
 
 HERE = os.path.dirname(__file__)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # PYTHONPATH: tests/conftest.py
@@ -19,11 +20,6 @@ needs_fsdp2 = pytest.mark.skipif(
     torch.__version__ < "2.6" or Version(accelerate.__version__) < Version("1.6"),
     reason="FSDP2 needs torch 2.6 and accelerate 1.6",
 )
-
-
-# Trainer resumes from a checkpoint through torch.load, which transformers refuses before torch 2.6.
-needs_resume = pytest.mark.skipif(torch.__version__ < "2.6", reason="transformers refuses torch.load before torch "
-                                  "2.6 (CVE-2025-32434), so Trainer cannot resume from a checkpoint")
 
 
 def launch(script, *args, env=None, check=True, processes=2):
@@ -94,7 +90,7 @@ def test_two_process_fsdp2_trainer_run_tunes_as_ddp_does_and_resumes_from_its_ch
 
 
 @pytest.mark.slow
-@needs_resume
+@needs_trainer_resume
 @pytest.mark.parametrize("mode", ["ddp", pytest.param("fsdp2", marks=needs_fsdp2)])
 def test_one_process_killed_inside_a_race_and_both_resumed_is_the_uninterrupted_run(tmp_path, mode, request):
     full_dir, full = request.getfixturevalue(f"{mode[:4]}_run")
