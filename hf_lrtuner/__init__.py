@@ -12,7 +12,7 @@ from .snapshot import TrainingSnapshot
 from .trials import TrialRunner
 from .tuner import LossMonitor, LRTuner
 
-__version__ = "0.3.0"
+__version__ = "0.4.0.dev0"
 
 _TRAINER_EXPORTS = {"LRTunerCallback": "callback", "LRTunerTrainerMixin": "callback", "LRTunerTrainer": "callback"}
 

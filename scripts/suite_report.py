@@ -581,7 +581,8 @@ def main(argv=None):
                         "not measured")
     p.add_argument("--no_plots", action="store_true")
     p.add_argument("--overview_png", default=None, help="also draw linear and lrtuner against the guess for --overview_tasks")
-    p.add_argument("--overview_tasks", nargs="+", default=["freshhead_adam", "scratch_sgd", "minilm_cls", "squad_minilm"])
+    p.add_argument("--overview_tasks", nargs="+",
+                   default=["freshhead_adam", "scratch_sgd", "nqm_adam", "minilm_cls_cpu"])
     args = p.parse_args(argv)
     if not args.no_plots or args.overview_png:
         import matplotlib
