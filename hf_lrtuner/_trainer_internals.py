@@ -24,9 +24,10 @@ checks that all of it exists in the installed versions. Line numbers below are t
   next `train()`, as Trainer does with its own.
 - `Trainer._memory_tracker` (in `evaluate`, 5.x L2849-2944, 4.x L4421-4521): `QuestionAnsweringTrainer.evaluate`
   reports memory metrics as `Trainer.evaluate` does (when `skip_memory_metrics=False`).
-- `Trainer._save_optimizer_and_scheduler(output_dir)` (L3565) and `Trainer._load_optimizer_and_scheduler(checkpoint)`
-  (L3938) are wrapped on the instance: every process calls them for each checkpoint it saves (in `_save_checkpoint`,
-  before `trainer_state.json`, L3444) or resumes from (before `on_train_begin`, L1854), with the checkpoint's folder,
+- `Trainer._save_optimizer_and_scheduler(output_dir)` (5.x L3565, 4.x L3422) and
+  `Trainer._load_optimizer_and_scheduler(checkpoint)` (5.x L3938, 4.x L3487) are wrapped on the instance: every
+  process calls them for each checkpoint it saves (in `_save_checkpoint`, before `trainer_state.json`, 5.x L3444,
+  4.x L3345) or resumes from (before `on_train_begin`, 5.x L1854, 4.x L2510), with the checkpoint's folder,
   which no callback event gives (`on_save` comes after `trainer_state.json` and the rotation of old checkpoints).
 - `AcceleratedOptimizer.optimizer` (the wrapped optimizer) and `AcceleratedScheduler.scheduler`,
   `.step_with_optimizer`, `.split_batches` (accelerate `scheduler.py`): its `step()` steps the wrapped scheduler once
@@ -70,7 +71,8 @@ def private_attributes() -> Dict[str, Tuple[str, ...]]:
     from accelerate.utils import FullyShardedDataParallelPlugin
 
     trainer = ("model_wrapped", "accelerator", "is_fsdp_enabled", "is_deepspeed_enabled",
-               "current_gradient_accumulation_steps", "_created_lr_scheduler", "_memory_tracker", "_get_eval_sampler")
+               "current_gradient_accumulation_steps", "_created_lr_scheduler", "_memory_tracker", "_get_eval_sampler",
+               "_save_optimizer_and_scheduler", "_load_optimizer_and_scheduler")
     if transformers_major_version() >= 5:
         trainer += ("_clip_grad_norm",)
     fsdp_fields = FullyShardedDataParallelPlugin.__dataclass_fields__
