@@ -28,7 +28,7 @@ def test_killed_at_random_moments_and_resumed_the_run_is_the_uninterrupted_one(t
     points = kill_resume.categories(moments, result["records"])
     assert all(points.values())
     rng, killed = random.Random(0), []
-    plans = [["rollback", "in_race"], ["replay", "save"], ["save", "between_races", "in_race"]]
+    plans = [["in_race", "rollback"], ["replay", "save"], ["save", "between_races", "in_race"]]
     for index, plan in enumerate(plans):
         run = tmp_path / f"schedule{index}"
         killed += kill_resume.kill_and_resume(run, points, settings, len(plan), rng, plan=plan)
