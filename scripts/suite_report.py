@@ -127,7 +127,8 @@ def analyse(rows):
             by_method[c["method"]][c["guess"]] = c
         devices = sorted({r.get("device") or "cpu" for r in rs if r["split"] == "test"})
         cpu = devices == ["cpu"]
-        out.append(dict(task=task, tier=info["tier"], metric=info["metric_name"], higher=higher, delta=delta, cpu=cpu, devices=devices,
+        out.append(dict(task=task, tier=info["tier"], metric=info["metric_name"], higher=higher, delta=delta, cpu=cpu,
+                        devices=devices, runs=len(rs), wall_s=sum(float(r["wall_s"]) for r in rs),
                         updates=updates, dev=dev_stats, eta=eta, interior=interior, cells=cells,
                         by_method=dict(by_method), lin_regret=lin_regret))
     return out
@@ -438,12 +439,12 @@ def ranking_lines(tasks) -> list:
 
 
 def tasks_lines(tasks) -> list:
-    lines = ["| task | tier | T | metric | delta | tuned LR (dev) | interior | test rows ran on |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | tier | T | metric | delta | tuned LR (dev) | interior | test rows ran on | runs | their wall "
+             "time, summed |", "|---|---|---|---|---|---|---|---|---|---|"]
     for t in tasks:
         lines.append(f"| `{t['task']}` | {t['tier']} | {t['updates']} | {t['metric']} | {f(t['delta'])} | "
                      f"{f(t['eta'], 3) if t['eta'] else '–'} | {'yes' if t['interior'] else 'NO'} | "
-                     f"{', '.join(t['devices'])} |")
+                     f"{', '.join(t['devices']) or '–'} | {t['runs']} | {t['wall_s'] / 60:.0f} min |")
     return lines + [""]
 
 
