@@ -32,9 +32,8 @@ Task ``minilm_cls_cpu`` is the tier that decides on a CPU (every method, 5 guess
 same pairs and splits, MiniLM cut to its first `CPU_LAYERS` layers, each segment's tokens mean-pooled (the pooling
 the checkpoint was trained with; [CLS] carries nothing below the last layer, see above) and a fresh linear head on
 Sentence-BERT's pair features (`mean_pooled_classifier`), batch `CPU_BATCH_SIZE`, T = `CPU_UPDATES`,
-`CPU_EVAL_QUESTIONS` scored questions (500 pairs). In our sizing runs (dev, one seed, batch 16) it reached 75.6%
-at LR 1e-3 after 100 updates and stayed at 50% (chance) at 4e-3; pooling the whole pair into one mean reached 56.4%
-at 1e-3 after 150.
+`CPU_EVAL_QUESTIONS` scored questions (500 pairs). Its dev grid (`docs/results/suite.md`) peaks at LR 1e-3 and
+falls to chance (50%) from 2e-3.
 
 Tokenized pairs are cached in-process and on disk (`cache_dir()`, under the gitignored ``outputs/``; override with
 ``$HF_LRTUNER_SUITE_CACHE``), so a run never tokenizes again.
