@@ -10,7 +10,7 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from .config import LRTunerConfig
-from .tuner import LRTuner
+from .tuner import RULE_OF_0_3, LRTuner
 
 
 class LRTunerScheduler(LRScheduler):
@@ -133,10 +133,13 @@ class LRTunerScheduler(LRScheduler):
         if missing:
             raise ValueError(f"This is not an LRTunerScheduler state: it lacks {sorted(missing)}.")
         saved = LRTunerConfig(**{**state_dict["config"], "snapshot_device": self.config.snapshot_device})
+        # A state of 0.2 or 0.3 (no `accelerate`) continues with 0.3's rule whatever this scheduler's rule settings
+        # (LRTuner.from_state_dict): those settings are not compared.
+        kept = set(RULE_OF_0_3) if "accelerate" not in state_dict["config"] else set()
         differences = [f"{field.name}={getattr(saved, field.name)!r} (checkpoint) vs "
                        f"{getattr(self.config, field.name)!r} (this scheduler)"
                        for field in dataclasses.fields(LRTunerConfig)
-                       if getattr(saved, field.name) != getattr(self.config, field.name)]
+                       if field.name not in kept and getattr(saved, field.name) != getattr(self.config, field.name)]
         if differences:
             raise ValueError(
                 "The checkpoint was saved by a run with another LRTunerConfig: " + "; ".join(differences) + ". "

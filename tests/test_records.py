@@ -8,6 +8,7 @@ import torch
 
 from hf_lrtuner import LRTunerConfig, LRTunerScheduler, RaceRecord, RollbackRecord, load_records
 from hf_lrtuner.records import is_race, load_record
+from hf_lrtuner.tuner import RULE_OF_0_3
 
 REPO = Path(__file__).resolve().parent.parent
 # Written by hf_lrtuner 0.2 (commit 84de001): a plain TrialRunner run of a linear regression, saved inside its third
@@ -32,6 +33,21 @@ def test_a_scheduler_state_saved_by_0_2_loads_and_continues_its_race():
     state = tuner.state_dict()
     assert state["multiplier"] == 2.0 and "level" not in state
     assert [r["step"] for r in state["records"]] == [r["step"] for r in saved["tuner"]["records"]]
+
+
+@pytest.mark.parametrize("rule", [{}, RULE_OF_0_3])
+def test_a_state_of_0_2_continues_with_0_3s_rule_whatever_the_rule_settings_of_the_resuming_scheduler(rule):
+    """The rule's settings did not exist before 0.4: the saved state dictates them; any other setting must match."""
+    saved = json.loads(STATE_V02.read_text())
+    optimizer = torch.optim.SGD(torch.nn.Linear(8, 1).parameters(), lr=0.02)
+    scheduler = LRTunerScheduler(optimizer, 100, LRTunerConfig(**{**saved["config"], **rule}))
+    scheduler.load_state_dict(saved)
+    config = scheduler.tuner.config
+    assert (config.accelerate, config.improvement_of, config.stop_behind) == (False, "loss", False)
+    assert config.race_horizon == saved["config"]["race_horizon"] == 10  # its own horizon, as it ran
+    other = LRTunerScheduler(optimizer, 100, LRTunerConfig(**{**saved["config"], **rule, "max_races": 9}))
+    with pytest.raises(ValueError, match="max_races"):
+        other.load_state_dict(saved)
 
 
 def test_the_demo_records_committed_by_0_2_load_with_the_current_keys():
