@@ -122,7 +122,7 @@ def progress(incumbent: Sequence[float]) -> float:
 
 def rule_v03(arms: Arms, guess: float, race_share=0.2, down_share=0.5, max_races=4, race_until=0.6,
              race_margin=2.0, min_improvement=0.01, margin_on="loss", accelerate=False,
-             up_improvement=None, stop_behind=False) -> Outcome:
+             up_improvement=None, stop_behind=False, stop_down=None, refine=False) -> Outcome:
     """Release 0.3 (with the defaults): a race at step 0 of m/2 (judged at `down_share` of the race) and 2m (at
     `race_share` T); later races continue in the direction that won, until a tie, `max_races` or `race_until`.
 
@@ -131,7 +131,10 @@ def rule_v03(arms: Arms, guess: float, race_share=0.2, down_share=0.5, max_races
     one (2, 4, 8, ...); `up_improvement` replaces `min_improvement` for upward challengers (short races favour
     them); `stop_behind` stops an upward challenger at half and three quarters of its horizon when it is behind the
     incumbent by `race_margin` standard errors over the second half of its updates so far (short races favour it, so
-    that is conclusive)."""
+    that is conclusive); `stop_down` stops a downward challenger the same way when it is behind by this many standard
+    errors (short races disfavour it, so only a wide margin is conclusive); `refine`: a race lost after an accelerated
+    factor is followed by one in the same direction at the square root of that factor, instead of settling (an
+    accelerated step can jump over the best LR)."""
     T = arms.updates
     up = max(20, round(race_share * T))
     down = max(5, round(down_share * up))
@@ -152,8 +155,9 @@ def rule_v03(arms: Arms, guess: float, race_share=0.2, down_share=0.5, max_races
         leader = m
         for c, h in sorted(zip(challengers, horizons)):
             run = arms.run(c, start, start + h)
-            if stop_behind and c > m:
-                run = run[:_behind_at(run, incumbent, race_margin) or len(run)]
+            stop_margin = race_margin if stop_behind and c > m else stop_down if c < m else None
+            if stop_margin is not None:
+                run = run[:_behind_at(run, incumbent, stop_margin) or len(run)]
                 if len(run) < h and all(math.isfinite(x) for x in run):  # stopped behind, not diverged
                     trial += len(run)
                     continue
@@ -171,6 +175,9 @@ def rule_v03(arms: Arms, guess: float, race_share=0.2, down_share=0.5, max_races
         races += 1
         if leader == m:
             notes.append(f"tie@{start + max(horizons)}")
+            if refine and direction != 0 and factor > 2.0 + 1e-9:
+                factor, start = math.sqrt(factor), start + max(horizons)
+                continue
             break
         notes.append(f"{leader / guess:.3g}x@{end}")
         direction, m, start = (1 if leader > m else -1), leader, end
@@ -307,6 +314,11 @@ def candidates() -> Dict[str, Callable[[Arms, float], Outcome]]:
         rules[name + ", stop behind" + (" (0.4)" if share == 0.3 else "")] = _v03(stop_behind=True, **settings)
     rules["progress, accelerate, up 0.3 T, down 2/3, stop behind"] = _v03(
         margin_on="progress", accelerate=True, race_share=0.3, down_share=2 / 3, stop_behind=True)
+    settings_04 = dict(margin_on="progress", accelerate=True, race_share=0.3, stop_behind=True)
+    for margin in (4.0, 8.0):
+        rules[f"0.4, stop down behind {margin:g} SE"] = _v03(stop_down=margin, **settings_04)
+    rules["0.4, refine"] = _v03(refine=True, **settings_04)
+    rules["0.4, refine, stop down behind 4 SE"] = _v03(refine=True, stop_down=4.0, **settings_04)
     for share in (0.025, 0.05):
         for propose in ("argmin", "lowtie", "drift"):
             rules[f"screen x1/16 x1/4 x4 x16 at {share} T, {propose}, verify 0.2 T"] = _screen(
