@@ -43,7 +43,8 @@ class LRTunerConfig:
         max_races (`int`, *optional*, defaults to 4):
             Races per run at most. The first race has two challengers (one factor down, judged at `down_horizon`, and
             one up, judged at `race_horizon`); each later one a single challenger that continues in the direction the
-            previous race moved. A race the incumbent wins settles the LR. The trial budget is the whole plan:
+            previous race moved. A race the incumbent wins settles the LR (with `refine`, not one lost at an
+            accelerated factor). The trial budget is the whole plan:
             `down_horizon + max_races * race_horizon` updates.
         race_factor (`float`, *optional*, defaults to 2.0):
             Ratio between the incumbent LR and a challenger in the first race. Must be > 1.
@@ -64,6 +65,13 @@ class LRTunerConfig:
             Stop an upward challenger early, from half of its horizon on, when it is behind the incumbent by
             `race_margin` standard errors over the last quarter of its horizon. Short races favour the larger LR, so
             a larger LR that is behind has lost; this saves challenger updates at a good guess.
+        stop_down_margin (`float`, *optional*):
+            Stop a downward challenger early, as `stop_behind` does an upward one, when it is behind the incumbent by
+            this many standard errors. Short races disfavour the smaller LR, so only a wide margin is conclusive (4 in
+            the replay of `docs/results/replay.md`). `None`: downward challengers race their whole horizon.
+        refine (`bool`, *optional*, defaults to `False`):
+            When a race with an accelerated factor (`accelerate`) is lost, race once more in the same direction at the
+            square root of that factor instead of settling: the accelerated step may have jumped over the best LR.
         race_until (`float`, *optional*, defaults to 0.6):
             No race ends later than this share of the budget: late changes cannot pay back their cost. In (0, 1].
         collapse_fraction (`float`, *optional*, defaults to 0.5):
@@ -93,6 +101,8 @@ class LRTunerConfig:
     min_improvement: float = 0.01
     improvement_of: str = "progress"
     stop_behind: bool = True
+    stop_down_margin: Optional[float] = None
+    refine: bool = False
     race_until: float = 0.6
     collapse_fraction: float = 0.5
     min_multiplier: float = 0.01
@@ -118,7 +128,9 @@ class LRTunerConfig:
         if self.improvement_of not in IMPROVEMENT_REFERENCES:
             raise ValueError(f"LRTunerConfig.improvement_of={self.improvement_of!r} is invalid: it must be one of "
                              f"{IMPROVEMENT_REFERENCES} (what min_improvement is a share of).")
-        for name in ("accelerate", "stop_behind"):
+        if self.stop_down_margin is not None:
+            _check_float(self, "stop_down_margin", low=0.0, high=math.inf, closed="(0, inf), or None", include_low=False)
+        for name in ("accelerate", "stop_behind", "refine"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"LRTunerConfig.{name}={getattr(self, name)!r} is invalid: it must be True or False.")
         _check_float(self, "race_until", low=0.0, high=1.0, closed="(0, 1]", include_low=False)

@@ -240,7 +240,7 @@ class TrialRunner:
 
     def _replay(self, multiplier: float, start: int) -> List[float]:
         """Train the race's batches from its start at `multiplier`, as the run would have; stop at a divergence (judged
-        against the real run over the same updates), or when an upward challenger is clearly behind."""
+        against the real run over the same updates), or when the challenger is clearly behind (`challenger_behind`)."""
         tuner = self.tuner
         watch = tuner.challenger_monitor()
         losses: List[float] = []

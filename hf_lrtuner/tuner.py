@@ -174,8 +174,9 @@ class LRTuner:
     The schedule is Trainer's linear warmup-decay (or the knee shape with `explore_fraction > 0`) times
     `multiplier`, the tuned LR as a multiple of the initial LR. Races decide the multiplier: the first races the
     incumbent against one factor down and one up; each later race continues in the direction the previous one moved,
-    with the square of its factor (`accelerate`), until the incumbent wins, the races run out, or they would end after
-    `race_until` of the budget.
+    with the square of its factor (`accelerate`), until the incumbent wins (with `refine`, a race lost at a squared
+    factor is followed by one at its square root), the races run out, or they would end after `race_until` of the
+    budget.
 
     The tuner owns its state: a runner ([`TrialRunner`]) drives it only through its public methods, and each counter
     (`races_run`, `trial_updates`, `rollbacks`) is advanced by exactly one of them. What it decided is in `records`
@@ -321,18 +322,21 @@ class LRTuner:
         return ChallengerWatch(self.config.collapse_fraction, self._race["monitor"])
 
     def challenger_behind(self, multiplier: float, losses: Sequence[float], incumbent_losses: Sequence[float]) -> bool:
-        """Whether to stop an upward challenger after `len(losses)` updates of its replay (`stop_behind`): at every
-        eighth of its horizon from half of it on, it is behind the incumbent by `race_margin` standard errors over the
-        last quarter of its horizon. Short races favour the larger LR, so a larger LR that is behind has lost."""
+        """Whether to stop a challenger after `len(losses)` updates of its replay: at every eighth of its horizon from
+        half of it on, it is behind the incumbent over the last quarter of its horizon by `race_margin` standard errors
+        (an upward one, with `stop_behind`: short races favour the larger LR, so a larger LR that is behind has lost)
+        or by `stop_down_margin` (a downward one)."""
         race = self._race
-        if not self.config.stop_behind or multiplier <= race["incumbent"]:
+        upward = multiplier > race["incumbent"]
+        margin = (self.config.race_margin if self.config.stop_behind else None) if upward else self.config.stop_down_margin
+        if margin is None:
             return False
         horizon = race["horizons"][race["challengers"].index(multiplier)]
         done, span, every = len(losses), max(2, round(horizon / 4)), max(1, round(horizon / 8))
         if done >= horizon or done < max(span, round(horizon / 2)) or (done - round(horizon / 2)) % every:
             return False
         mean, stderr = paired_difference(losses[done - span : done], incumbent_losses[done - span : done])
-        return mean > max(self.config.race_margin * stderr, 0.0)
+        return mean > max(margin * stderr, 0.0)
 
     @staticmethod
     def _window(losses: Sequence[float]) -> List[float]:
@@ -393,6 +397,8 @@ class LRTuner:
             self.monitor = LossMonitor(self.config.collapse_fraction, race["monitor"])
             for loss in race["losses"][race["challengers"].index(leader)]:
                 self.monitor.update(loss)
+        elif self.config.refine and self.direction != 0 and self.factor > self.config.race_factor:
+            self.factor = math.sqrt(self.factor)  # the accelerated step may have jumped over the best LR
         else:
             self.settled = True
         self.races_run += 1

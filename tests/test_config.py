@@ -31,6 +31,9 @@ BAD_VALUES = [
     ("improvement_of", "level"),
     ("accelerate", 1),
     ("stop_behind", "yes"),
+    ("stop_down_margin", 0.0),
+    ("stop_down_margin", "4"),
+    ("refine", 1),
 ]
 
 

@@ -407,3 +407,37 @@ def _static_losses(base_lr, tuner):
         losses.append(quadratic_loss(state))
         state = quadratic_update(state, base_lr * tuner.shape(step))
     return losses
+
+
+def test_a_downward_challenger_far_behind_is_stopped_only_with_stop_down_margin():
+    incumbent = arm_losses(1.0, 40, start=2.0)
+    far_behind, near = arm_losses(1.3, 20, start=2.0), arm_losses(1.02, 20, jitter=0.02, start=2.0)
+    for margin, stops in ((None, False), (4.0, True)):
+        tuner = make_tuner(race_horizon=40, down_horizon=20, stop_down_margin=margin)
+        tuner.start_race(0)
+        at = [k for k in range(1, 21) if tuner.challenger_behind(0.5, far_behind[:k], incumbent)]
+        assert at[:1] == ([10] if stops else [])  # from the first checkpoint on, at half of its horizon
+        assert not any(tuner.challenger_behind(0.5, near[:k], incumbent) for k in range(1, 21))  # within the margin
+        assert not tuner.score_challenger(0.5, far_behind[:10] if stops else far_behind, incumbent)
+        record = tuner.finish_race(40, incumbent)
+        assert record["updates"][1] == (10 if stops else 20) and tuner.unsafe_from is None  # behind is not unsafe
+
+
+def test_refine_races_again_at_the_square_root_of_an_accelerated_factor_that_lost():
+    # Upward from a guess 4x too low: x2 wins; x8 (the factor squared) overshoots and loses; with refine, x4 races
+    # next and wins, and the multiplier ends at the best; without, the run settles at x2.
+    curve = {0.5: 1.6, 1.0: 1.5, 2.0: 1.2, 4.0: 1.0, 8.0: 1.4}
+    for refine, end in ((False, 2.0), (True, 4.0)):
+        tuner = make_tuner(refine=refine)
+        assert run_race(tuner, 0, curve.get)["multiplier"] == 2.0
+        record = run_race(tuner, 20, curve.get)
+        assert record["multipliers"] == [2.0, 8.0] and record["multiplier"] == 2.0
+        assert tuner.settled != refine
+        if refine:
+            assert tuner.next_challengers() == [4.0]
+            assert run_race(tuner, 40, curve.get)["multiplier"] == 4.0
+        assert tuner.multiplier == end
+    # a lost race at the first factor settles with refine too: there is no step to halve
+    tuner = make_tuner(refine=True)
+    run_race(tuner, 0, lambda m: 1.0, lambda m: 0.01 if m > 1 else 0.0)
+    assert tuner.settled and tuner.multiplier == 1.0
