@@ -271,48 +271,6 @@ with open(os.path.join(out, "suite_gpu_records.jsonl"), "w") as merged:
             shutil.copyfileobj(f, merged)
 print(f"suite_gpu.csv: {len(rows)} rows")
 PY
-# The README's demo command as written, seeds 0-2, for both schedules, run side by side on the GPU.
-cat > "$SNIPPETS/demo.py" <<'PY'
-import csv
-import json
-import os
-import subprocess
-import sys
-import time
-
-work, out, python = sys.argv[1], sys.argv[2], sys.executable
-runs = [(schedule, seed) for seed in (0, 1, 2) for schedule in ("linear", "lrtuner")]
-processes = {}
-for schedule, seed in runs:
-    output_dir = os.path.join(work, f"demo_{schedule}_s{seed}")
-    command = [python, "scripts/run_squad.py", "--preset", "offline_cpu", "--lr_schedule", schedule,
-               "--output_dir", output_dir, "--seed", str(seed)]
-    log = open(os.path.join(work, f"demo_{schedule}_s{seed}.log"), "w")
-    processes[(schedule, seed)] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), time.time(), log)
-rows, records = [], {}
-for (schedule, seed), (process, start, log) in processes.items():
-    code = process.wait()
-    log.close()
-    path = os.path.join(work, f"demo_{schedule}_s{seed}", "metrics.json")
-    if code != 0 or not os.path.exists(path):
-        print(f"{schedule} seed {seed}: FAILED (exit {code})")
-        continue
-    metrics = json.load(open(path))
-    rows.append({"schedule": schedule, "seed": seed, "exact_match": metrics["exact_match"], "f1": metrics["f1"],
-                 "updates": metrics["updates"], "trial_updates": metrics["trial_updates"],
-                 "final_multiplier": metrics["final_multiplier"], "train_seconds": metrics["train_seconds"],
-                 "wall_s": round(time.time() - start, 1)})
-    if schedule == "lrtuner":
-        records[seed] = metrics["schedule"].get("records")
-    print(rows[-1])
-if rows:
-    with open(os.path.join(out, "demo.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-json.dump(records, open(os.path.join(out, "demo_records.json"), "w"), indent=1)
-sys.exit(0 if len(rows) == len(runs) else 1)
-PY
 RESTORE="$PYTHON $SNIPPETS/restore_fp32.py"
 ENV_REPORT="(command -v nvidia-smi >/dev/null && nvidia-smi || echo 'nvidia-smi: not found')"
 ENV_REPORT="$ENV_REPORT; $PYTHON $SNIPPETS/versions.py"
@@ -326,6 +284,8 @@ SQUAD_LARGE="$SQUAD_LARGE --methods linear lrtuner $BEST_PEER --guesses 1 10 --s
 SQUAD_LARGE="$SQUAD_LARGE --csv $WORK/suite_gpu_squad_large.csv"
 TINY="$PYTHON $SNIPPETS/tiny_runs.py $BEST_PEER $SQUAD_ETA"
 MEMORY="$PYTHON scripts/measure_memory.py --device cuda --csv $OUT/memory_gpu.csv"
+# The README's demo command as written, seeds 0-2, both schedules, all six side by side on the GPU.
+DEMO="$PYTHON scripts/demo.py --jobs 6 --work $WORK/demo --csv $OUT/demo.csv --records $OUT/demo_records.json"
 
 
 echo "gpu_check: budget ${BUDGET}s, stages $STAGES, output $OUT, dry run $DRY_RUN" | tee -a "$SUMMARY"
@@ -335,7 +295,7 @@ if [ "$DRY_RUN" = 1 ]; then
     wants env && echo "  env:         nvidia-smi + versions"
     wants pytest && echo "  pytest:      $PYTEST"
     wants squad_large && echo "  squad_large: $SQUAD_LARGE"
-    wants demo && echo "  demo:        $PYTHON $SNIPPETS/demo.py (run_squad.py --preset offline_cpu, linear/lrtuner x seeds 0-2)"
+    wants demo && echo "  demo:        $DEMO"
     wants suite && echo "  suite:       $SUITE"
     wants memory && echo "  memory:      $MEMORY"
     echo "wheels in .whl/:"
@@ -357,7 +317,7 @@ else
     wants env && stage env 30 290 "$ENV_REPORT"
     wants pytest && stage pytest 90 280 "$PYTEST"
     wants squad_large && stage squad_large 100000 20 "$SQUAD_LARGE"
-    wants demo && stage demo 240 20 "$PYTHON $SNIPPETS/demo.py $WORK $OUT"
+    wants demo && stage demo 240 20 "$DEMO"
     wants suite && stage suite 100000 20 "$SUITE"
     wants memory && stage memory 180 20 "$MEMORY"
     "$PYTHON" "$SNIPPETS/merge_csv.py" "$WORK" "$OUT" 2>&1 | tee -a "$SUMMARY"
