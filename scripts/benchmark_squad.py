@@ -12,7 +12,7 @@ Stages, each resumable (a run whose `metrics.json` exists is skipped):
 Then it writes `runs.csv`, `sweep.csv`, `trajectories.csv`, `lrtuner_records.json` (the races and roll-backs of the
 first seed's lrtuner runs), `tables.md` and plots to `--results_dir`.
 
-    python scripts/benchmark_squad.py --output_dir benchmarks/squad_offline --results_dir docs/results
+    python scripts/benchmark_squad.py --output_dir outputs/squad_offline --results_dir docs/results
 
 `lrtuner` runs with `LRTunerConfig`'s defaults unless `--lrtuner_options` says otherwise, and warms up over the same
 `--warmup_steps` as the baselines. `--best_lr` skips the sweep; `--dry_run` checks and prints the commands instead of
@@ -59,7 +59,7 @@ class Run:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output_dir", default="benchmarks/squad_offline", help="Per-run outputs (resumable).")
+    parser.add_argument("--output_dir", default="outputs/squad_offline", help="Per-run outputs (resumable).")
     parser.add_argument("--results_dir", default="docs/results", help="Aggregated CSVs, tables and plots.")
     parser.add_argument("--sweep_lrs", type=float, nargs="+", default=[3e-5, 1e-4, 3e-4])
     parser.add_argument("--sweep_seeds", type=int, nargs="+", default=[0])
