@@ -12,7 +12,7 @@ Stages, each resumable (a run whose `metrics.json` exists is skipped):
 Then it writes `runs.csv`, `sweep.csv`, `trajectories.csv`, `lrtuner_records.json` (the races and roll-backs of the
 first seed's lrtuner runs), `tables.md` and plots to `--results_dir`.
 
-    python scripts/benchmark_squad.py --output_dir outputs/squad_offline --results_dir docs/results
+    python -m benchmarks.squad_matrix --output_dir outputs/squad_offline --results_dir docs/results
 
 `lrtuner` runs with `LRTunerConfig`'s defaults unless `--lrtuner_options` says otherwise, and warms up over the same
 `--warmup_steps` as the baselines. `--best_lr` skips the sweep; `--dry_run` checks and prints the commands instead of
@@ -36,10 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from file_io import write_json_gz  # noqa: E402
-from hf_lrtuner.squad import read_squad_json, split_by_article  # noqa: E402
+from hf_lrtuner.files import write_json_gz
+from hf_lrtuner.squad import read_squad_json, split_by_article
 
 SCHEDULES = ("linear", "knee", "lrtuner")
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, List, Optional
 
 import torch
 
-from . import _trainer_internals as internals
+from ._accelerate_internals import unwrap_optimizer, unwrap_scheduler
 from .records import RollbackRecord, TuningRecord
 from .scheduler import LRTunerScheduler
 from .snapshot import TrainingSnapshot
@@ -74,7 +74,7 @@ class TrialRunner:
         reduce_scores: Optional[Callable[[List[float]], List[float]]] = None,
         state: Optional[dict] = None,
     ):
-        scheduler, steps_per_update = internals.unwrap_scheduler(scheduler)
+        scheduler, steps_per_update = unwrap_scheduler(scheduler)
         if not isinstance(scheduler, LRTunerScheduler):
             raise TypeError(f"scheduler must be an LRTunerScheduler, got {type(scheduler).__name__}.")
         if steps_per_update > 1:
@@ -85,7 +85,7 @@ class TrialRunner:
                 "LRTunerScheduler once per optimizer update (when accelerator.sync_gradients is True). Or create "
                 "Accelerator(step_scheduler_with_optimizer=False), whose wrapper steps it once per call."
             )
-        if scheduler.optimizer is not internals.unwrap_optimizer(optimizer):
+        if scheduler.optimizer is not unwrap_optimizer(optimizer):
             raise ValueError(
                 "The scheduler drives a different optimizer than the one passed to TrialRunner; build "
                 "LRTunerScheduler on the optimizer that train_step steps."

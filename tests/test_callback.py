@@ -8,7 +8,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from hf_lrtuner import LRTunerCallback, LRTunerConfig, LRTunerScheduler, LRTunerTrainer
-from hf_lrtuner._trainer_internals import warmup_fraction
+from hf_lrtuner.compat import warmup_fraction
 from trainer_task import CountTask, needs_trainer_resume, tiny_args, tiny_bert
 
 CONFIG = LRTunerConfig(race_horizon=10)

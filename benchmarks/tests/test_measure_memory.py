@@ -1,4 +1,4 @@
-"""scripts/measure_memory.py on the tiny BERT: one row per snapshot_device, the snapshots' size as the formula says."""
+"""benchmarks/memory.py on the tiny BERT: one row per snapshot_device, the snapshots' size as the formula says."""
 
 import csv
 import subprocess
@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow  # a training run per configuration, each in its own process
 def test_measure_memory_writes_a_row_per_snapshot_device(tmp_path):
     output = tmp_path / "memory.csv"
-    command = [sys.executable, str(REPO_ROOT / "scripts" / "measure_memory.py"), "--models", "tiny_bert",
+    command = [sys.executable, "-m", "benchmarks.memory", "--models", "tiny_bert",
                "--snapshot_devices", "none", "cpu", "--csv", str(output)]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert completed.returncode == 0, completed.stderr[-3000:]
     rows = list(csv.DictReader(output.open()))
     assert [(row["model"], row["snapshot_device"]) for row in rows] == [("tiny_bert", "none"), ("tiny_bert", "cpu")]
