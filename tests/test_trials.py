@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from hf_lrtuner import LRTuner, LRTunerConfig, LRTunerScheduler, TrainingSnapshot, TrialRunner
+from hf_lrtuner import LRTunerConfig, LRTunerScheduler, TrialRunner
 from hf_lrtuner.checkpoint import load_checkpoint_file, save_checkpoint_file
-from hf_lrtuner.tuner import LossMonitor
+from hf_lrtuner.snapshot import TrainingSnapshot
+from hf_lrtuner.tuner import LossMonitor, LRTuner
 from task import (
     batch_at,
     classification_data,

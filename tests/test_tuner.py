@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from hf_lrtuner import LRTuner, LRTunerConfig
-from hf_lrtuner.tuner import RULE_OF_0_3, ChallengerWatch, LossMonitor
+from hf_lrtuner import LRTunerConfig
+from hf_lrtuner.tuner import RULE_OF_0_3, ChallengerWatch, LossMonitor, LRTuner
 
 NOISE = [0.03, -0.02, 0.04, -0.05, 0.01, -0.03, 0.02, 0.0, -0.01, 0.05]  # per-batch noise shared by every arm
 
@@ -148,12 +148,12 @@ def test_the_schedule_is_trainers_linear_warmup_decay_scaled_by_the_multiplier()
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     linear = get_linear_schedule_with_warmup(optimizer, 10, 100)
     for step in range(101):
-        assert tuner.multiplier_at(step) == pytest.approx(linear.lr_lambdas[0](step), abs=1e-12)
+        assert tuner.lr_factor_at(step) == pytest.approx(linear.lr_lambdas[0](step), abs=1e-12)
     tuner.multiplier = 3.0
-    assert tuner.multiplier_at(50) == pytest.approx(3.0 * linear.lr_lambdas[0](50))
+    assert tuner.lr_factor_at(50) == pytest.approx(3.0 * linear.lr_lambdas[0](50))
     knee = make_tuner(total_steps=100, warmup_steps=10, explore_fraction=0.5)
     assert [knee.phase(s) for s in (5, 10, 49, 50)] == ["warmup", "stable", "stable", "decay"]
-    assert knee.multiplier_at(30) == 1.0 and knee.multiplier_at(75) == 0.5 and knee.multiplier_at(100) == 0.0
+    assert knee.lr_factor_at(30) == 1.0 and knee.lr_factor_at(75) == 0.5 and knee.lr_factor_at(100) == 0.0
 
 
 def feed(monitor, losses):
@@ -228,7 +228,7 @@ def test_state_dict_round_trip_inside_a_race_with_weights_only():
     assert restored.state_dict() == tuner.state_dict()
     assert restored.racing and restored.race_start == 20
     for step in range(0, 1001, 50):
-        assert restored.multiplier_at(step) == tuner.multiplier_at(step)
+        assert restored.lr_factor_at(step) == tuner.lr_factor_at(step)
 
 
 def test_a_state_saved_by_the_first_release_is_refused_with_a_reason():
@@ -365,13 +365,13 @@ def quadratic_run(base_lr, total_steps=400, config=None):
             tuner.start_race(step)
             start, losses, branch = state, [], None
         losses.append(quadratic_loss(state))
-        state = quadratic_update(state, base_lr * tuner.multiplier_at(step))
+        state = quadratic_update(state, base_lr * tuner.lr_factor_at(step))
         assert not tuner.observe(losses[-1])
         for multiplier in tuner.challengers_due(step + 1):
             arm, replayed = start, []
             for at in range(tuner.race_start, step + 1):
                 replayed.append(quadratic_loss(arm))
-                arm = quadratic_update(arm, base_lr * tuner.multiplier_at(at, multiplier))
+                arm = quadratic_update(arm, base_lr * tuner.lr_factor_at(at, multiplier))
                 if tuner.challenger_behind(multiplier, replayed, losses):
                     break
             if tuner.score_challenger(multiplier, replayed, losses):
