@@ -97,6 +97,30 @@ def test_a_challenger_must_win_by_the_margin():
     assert run_race(tuner, 0, lambda m: 1.0 - 0.02 * (m > 1))["multiplier"] == 2.0
 
 
+def test_arms_are_scored_on_the_second_half_of_the_race_only():
+    """A race is scored on its late window (`LRTuner._window`): the second half of each arm's updates. Early losses
+    say more about an LR's speed than about where it ends: a larger LR that falls fast and ends higher loses, one that
+    starts badly and ends lower wins, though scoring the whole race would decide both the other way."""
+    incumbent = arm_losses(1.0, 20)
+
+    def race(early, late):  # the upward challenger (x2): `early` over its first 10 updates, `late` over its last 10
+        tuner = make_tuner(stop_behind=False)
+        tuner.start_race(0)
+        assert tuner.challengers_due(10) == [0.5] and tuner.challengers_due(20) == [2.0]
+        assert not tuner.score_challenger(0.5, incumbent[:10], incumbent)  # the downward one ties: no leader
+        challenger = arm_losses(early, 10) + arm_losses(late, 20)[10:]
+        wins = tuner.score_challenger(2.0, challenger, incumbent)
+        record = tuner.finish_race(20, incumbent)
+        assert record["scores"][2] == pytest.approx(sum(challenger[10:]) / 10)  # the late window's mean
+        assert record["scores"][0] == pytest.approx(sum(incumbent[10:]) / 10)
+        return wins, record["multiplier"]
+
+    # Fast early, 0.05 worse late: over the whole race it would lead by 0.225 (margin about 0.13); late, it is behind.
+    assert race(early=0.5, late=1.05) == (False, 1.0)
+    # Slow early, 0.1 better late: over the whole race it would trail by 0.45; late, it wins by more than the margin.
+    assert race(early=2.0, late=0.9) == (True, 2.0)
+
+
 def test_a_downward_challenger_is_judged_early_and_ends_the_race_when_it_wins():
     tuner = make_tuner()
     record = run_race(tuner, 0, {0.5: 0.8, 1.0: 1.0, 2.0: 0.9}.get)
