@@ -26,8 +26,8 @@ def test_measure_memory_writes_a_row_per_snapshot_device(tmp_path):
         assert float(row["peak_rss_with_mb"]) > 100 and float(row["peak_rss_without_mb"]) > 100
         assert row["cuda_peak_with_mb"] == "" and row["device"] == "cpu"
     # the docs' table, from the CSV alone
-    table = subprocess.run(command[:2] + ["--csv", str(output), "--table"], capture_output=True, text=True,
-                           timeout=60, check=True).stdout.splitlines()
+    table = subprocess.run(command[:3] + ["--csv", str(output), "--table"], capture_output=True, text=True,
+                           cwd=REPO_ROOT, timeout=60, check=True).stdout.splitlines()
     assert table[0].startswith("| model | parameters | `snapshot_device` |") and len(table) == 2 + len(rows)
     assert table[2].startswith("| tiny_bert | 21,378 | `None` (training device) |")
     assert table[3].startswith('| tiny_bert | 21,378 | `"cpu"` |')
