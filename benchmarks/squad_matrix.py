@@ -118,11 +118,11 @@ def run_command(run: Run, args, paths, run_squad_args, max_steps=None) -> list:
 
 def check_command(command: list) -> None:
     """Parse a run_squad.py command line and check its options as run_squad.py does before loading anything."""
-    import run_squad
+    from scripts import run_squad
 
     _, data_args, schedule_args, training_args, _ = run_squad.parse_args(command[2:])
     run_squad.check_arguments(data_args, schedule_args, training_args)
-    run_squad.trainer_class_and_kwargs(schedule_args, training_args)  # builds LRTunerConfig: invalid values fail
+    run_squad.SCHEDULES[schedule_args.lr_schedule].trainer_kwargs(schedule_args)  # LRTunerConfig: bad values fail
 
 
 def execute(runs, args, paths, run_squad_args, max_steps_for=lambda run: None):
