@@ -1,5 +1,8 @@
-"""Every use of a private or undocumented attribute of `transformers.Trainer` or accelerate, and every Trainer API that
-differs between the supported transformers versions, in one place.
+"""Every use of a private or undocumented attribute of `transformers.Trainer` (and of the accelerate objects Trainer
+holds), and every Trainer method that differs between the supported transformers versions, in one place. The
+unwrapping of accelerate's optimizer and scheduler, which the plain-PyTorch `TrialRunner` needs too, is
+`_accelerate_internals`; what differs in public `TrainingArguments`, and the helpers that scripts building their
+own Trainer subclasses need, are the public `hf_lrtuner.compat`.
 
 Races replay real updates exactly as Trainer makes them, which no public API offers; what that takes is here and
 nowhere else in hf_lrtuner, so that a change in either library breaks one module, and this module picks the access
@@ -29,21 +32,13 @@ checks that all of it exists in the installed versions. Line numbers below are t
   process calls them for each checkpoint it saves (in `_save_checkpoint`, before `trainer_state.json`, 5.x L3444,
   4.x L3345) or resumes from (before `on_train_begin`, 5.x L1854, 4.x L2510), with the checkpoint's folder,
   which no callback event gives (`on_save` comes after `trainer_state.json` and the rotation of old checkpoints).
-- `AcceleratedOptimizer.optimizer` (the wrapped optimizer) and `AcceleratedScheduler.scheduler`,
-  `.step_with_optimizer`, `.split_batches` (accelerate `scheduler.py`): its `step()` steps the wrapped scheduler once
-  per process and update unless `split_batches` or `step_with_optimizer=False`.
-- `Trainer._get_eval_sampler` (5.x and 4.x): `QuestionAnsweringTrainer` overrides it to keep evaluation in dataset
-  order.
-- Public `TrainingArguments` that differ: a warmup given as a fraction of the updates is `warmup_steps=0.1` in 5.x,
-  which removed `warmup_ratio`, and `warmup_ratio=0.1` in 4.x, whose `warmup_steps` takes integers only (both round
-  up); batches of similar lengths are `train_sampling_strategy="group_by_length"` in 5.x, `group_by_length=True` in
-  4.x.
+- `Trainer._get_eval_sampler` (5.x L1162; 4.x has it too): `QuestionAnsweringTrainer` overrides it to keep
+  evaluation in dataset order.
 """
 
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -80,56 +75,9 @@ def private_attributes() -> Dict[str, Tuple[str, ...]]:
         "transformers.Trainer": trainer,
         "accelerate.Accelerator": ("scaler", "optimizer_step_was_skipped", "gradient_state"),
         "accelerate.state.GradientState": ("_set_sync_gradients",),
-        "accelerate.optimizer.AcceleratedOptimizer": ("optimizer",),
-        "accelerate.scheduler.AcceleratedScheduler": ("scheduler", "step_with_optimizer", "split_batches"),
         # `sharding_backend` reads it with a default of 1: FSDP1 is all that an accelerate without the field has
         "accelerate.utils.FullyShardedDataParallelPlugin": ("fsdp_version",) if "fsdp_version" in fsdp_fields else (),
     }
-
-
-# ------------------------------------------------------------------------------------------- TrainingArguments
-def warmup_fraction(fraction: float) -> Dict[str, float]:
-    """The `TrainingArguments` keyword that warms up over `fraction` of the updates: `warmup_steps` in transformers
-    5.x, `warmup_ratio` in 4.x.
-
-    Args:
-        fraction (`float`): the share of the updates to warm up over, in [0, 1).
-    """
-    return {"warmup_steps" if transformers_major_version() >= 5 else "warmup_ratio": fraction}
-
-
-def group_by_length() -> Dict[str, Any]:
-    """The `TrainingArguments` keyword that batches training examples of similar lengths together (less padding):
-    `train_sampling_strategy="group_by_length"` in transformers 5.x, `group_by_length=True` in 4.x."""
-    if transformers_major_version() >= 5:
-        return {"train_sampling_strategy": "group_by_length"}
-    return {"group_by_length": True}
-
-
-def train_sampling_strategy(args) -> str:
-    """How `args` (`TrainingArguments`) orders training examples, in transformers 5.x's terms: "random",
-    "group_by_length" (4.x: `group_by_length=True`) or another 5.x strategy."""
-    if transformers_major_version() >= 5:
-        return args.train_sampling_strategy
-    return "group_by_length" if args.group_by_length else "random"
-
-
-# ------------------------------------------------------------------------------------------- accelerate
-def unwrap_optimizer(optimizer: Any) -> Any:
-    """The torch optimizer an accelerate `AcceleratedOptimizer` wraps (the optimizer itself otherwise)."""
-    return getattr(optimizer, "optimizer", optimizer)
-
-
-def unwrap_scheduler(scheduler: Any) -> Tuple[Any, int]:
-    """The scheduler an accelerate `AcceleratedScheduler` wraps, and how many times one of its `step()` calls per
-    optimizer update steps it (1 for any other scheduler)."""
-    accelerate_scheduler = sys.modules.get("accelerate.scheduler")  # not imported: no AcceleratedScheduler exists
-    if accelerate_scheduler is None or not isinstance(scheduler, accelerate_scheduler.AcceleratedScheduler):
-        return scheduler, 1
-    from accelerate.state import AcceleratorState
-
-    once = not scheduler.step_with_optimizer or scheduler.split_batches
-    return scheduler.scheduler, 1 if once else AcceleratorState().num_processes
 
 
 # ------------------------------------------------------------------------------------------- Trainer

@@ -12,6 +12,7 @@ from transformers import Trainer, TrainerCallback
 
 from . import _trainer_internals as internals
 from . import checkpoint
+from ._accelerate_internals import unwrap_optimizer
 from .config import LRTunerConfig
 from .records import TuningRecord, is_race
 from .scheduler import LRTunerScheduler
@@ -252,7 +253,7 @@ class LRTunerCallback(TrainerCallback):
                 f"{type(lr_scheduler).__name__}. {fix}"
             )
         stepped = trainer.optimizer  # accelerate's wrapper; a scheduler may hold it or the optimizer it wraps
-        if lr_scheduler.optimizer not in (stepped, internals.unwrap_optimizer(stepped)):
+        if lr_scheduler.optimizer not in (stepped, unwrap_optimizer(stepped)):
             raise ValueError(
                 "The LRTunerScheduler drives a different optimizer than the one Trainer steps. Build it on the "
                 "optimizer passed in Trainer(optimizers=(optimizer, scheduler)), or use LRTunerTrainer."
@@ -286,7 +287,7 @@ class LRTunerTrainerMixin:
             if config.warmup_steps == 0:
                 config = dataclasses.replace(config, warmup_steps=self.args.get_warmup_steps(num_training_steps))
             optimizer = self.optimizer if optimizer is None else optimizer
-            self.lr_scheduler = LRTunerScheduler(internals.unwrap_optimizer(optimizer), num_training_steps, config)
+            self.lr_scheduler = LRTunerScheduler(unwrap_optimizer(optimizer), num_training_steps, config)
             internals.mark_scheduler_created(self)
         return self.lr_scheduler
 

@@ -12,7 +12,7 @@ import torch
 # Default race horizon: this share of the budget, but never fewer than MIN_DEFAULT_HORIZON updates. Races from step 0
 # shorter than 0.1-0.2 of the budget pick 2-16x too large an LR on every synthetic task of the suite, and at 0.2 the
 # noisy quadratic with Adam still prefers 2x its best (`docs/method.md`, sections 0 and 5; the replay of
-# `scripts/suite/replay.py`). A lower LR that wins a shorter race wins against that bias, so downward challengers race
+# `benchmarks/replay.py`). A lower LR that wins a shorter race wins against that bias, so downward challengers race
 # half as long.
 DEFAULT_HORIZON_FRACTION = 0.3
 MIN_DEFAULT_HORIZON = 20

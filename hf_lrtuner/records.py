@@ -3,7 +3,8 @@
 `LRTuner.records` (so `scheduler.tuner.records`) is a list of these, in the order they happened. They hold only plain
 Python types, so they go into `json.dump` and into checkpoints loaded with `torch.load(weights_only=True)`. A
 multiplier is always a multiple of the initial LR (`LRTunerConfig.min_multiplier` to `max_multiplier`); the LR of an
-update is the initial LR times the multiplier times the schedule's shape at that update (`LRTuner.multiplier_at`).
+update is the initial LR times its LR factor, the multiplier times the schedule's shape at that update
+(`LRTuner.lr_factor_at`).
 
 Records written by hf_lrtuner 0.2 named the multipliers `levels` and the outcome `choice`; `load_record` and
 `load_records` read both. Records of 0.1 (tuning points with probe scores) have no equivalent and are refused.

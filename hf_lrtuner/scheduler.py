@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Optional, Sequence
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from .config import LRTunerConfig
+from ._removed import RACES, removed_attribute
 from .tuner import RULE_OF_0_3, LRTuner
+
+_REMOVED = {  # LRTunerScheduler's names of earlier releases -> what replaced them
+    "multiplier_at_step": "0.4 named it `lr_factor()`, the LR factor (the multiplier times the schedule's shape)",
+    "is_tuning_point": RACES, "tune": RACES, "diverged_since_last_tuning": RACES,
+    "back_off": f"{RACES}; `TrialRunner.roll_back()` restores the last safe point and lowers the LR",
+}
 
 
 class LRTunerScheduler(LRScheduler):
@@ -75,22 +81,19 @@ class LRTunerScheduler(LRScheduler):
         self.tuner = LRTuner(self.config, num_training_steps)
         self.apply_lr()
 
-    def multiplier_at_step(self) -> float:
-        """Multiple of the initial LRs for the update after the current step (the tuner's multiplier times the
-        schedule's shape)."""
+    def lr_factor(self) -> float:
+        """The LR factor of the update after the current step: the multiple of the initial LRs it trains at (the
+        tuner's multiplier times the schedule's shape, `LRTuner.lr_factor_at`)."""
         if self.tuner is None:  # budget not known yet: hold the initial LR (after warmup, if any)
             return 0.0 if self.last_epoch < self.config.warmup_steps else 1.0
-        return self.tuner.multiplier_at(self.last_epoch)
+        return self.tuner.lr_factor_at(self.last_epoch)
 
-    def lr_factor(self) -> float:
-        """Deprecated name of `multiplier_at_step()` (hf_lrtuner 0.2)."""
-        warnings.warn("LRTunerScheduler.lr_factor() is deprecated: use multiplier_at_step().", FutureWarning,
-                      stacklevel=2)
-        return self.multiplier_at_step()
+    def __getattr__(self, name):  # only for names not found: those of earlier releases say what replaced them
+        removed_attribute(self, name, _REMOVED)
 
     def get_lr(self) -> list[float]:
-        multiplier = self.multiplier_at_step()
-        return [base_lr * multiplier for base_lr in self.base_lrs]
+        lr_factor = self.lr_factor()
+        return [base_lr * lr_factor for base_lr in self.base_lrs]
 
     def _write_lrs(self, lrs: Sequence[float]):
         for group, lr in zip(self.optimizer.param_groups, lrs):
@@ -104,9 +107,9 @@ class LRTunerScheduler(LRScheduler):
         self._last_lr = self.get_lr()
         self._write_lrs(self._last_lr)
 
-    def set_trial_lr(self, multiplier: float):
-        """Write `multiplier` times the initial LRs, for a challenger's update; `apply_lr()` undoes it."""
-        self._write_lrs([base_lr * multiplier for base_lr in self.base_lrs])
+    def set_trial_lr(self, lr_factor: float):
+        """Write `lr_factor` times the initial LRs, for a challenger's update; `apply_lr()` undoes it."""
+        self._write_lrs([base_lr * lr_factor for base_lr in self.base_lrs])
 
     # -- checkpointing: plain Python types only, so Trainer's torch.load(weights_only=True) restores it
     STATE_FORMAT = 2  # 2: the race state is saved beside (hf_lrtuner.checkpoint); 0.2 and 0.3 wrote no "format"

@@ -1,21 +1,7 @@
-"""Deprecated alias: the SQuAD metrics moved to `hf_lrtuner.squad.metrics` after hf_lrtuner 0.2 (the names are also
-importable from `hf_lrtuner.squad`). Importing this module warns; it will be removed in a later release."""
+"""Removed in hf_lrtuner 0.4: the SQuAD metrics are `hf_lrtuner.squad.metrics` since 0.3 (also importable from
+`hf_lrtuner.squad`). Importing this module raises an ImportError that says so."""
 
-import warnings
-
-from .squad.metrics import (  # noqa: F401
-    compute_squad_v1,
-    exact_match_score,
-    f1_score,
-    load_evaluate_squad_metric,
-    normalize_answer,
-    squad_metrics,
-)
-
-
-warnings.warn(
-    "hf_lrtuner.squad_metrics is deprecated and will be removed in a later release; import squad_metrics, "
-    "compute_squad_v1 and the other SQuAD metric functions from hf_lrtuner.squad instead.",
-    FutureWarning,
-    stacklevel=2,
+raise ImportError(
+    "hf_lrtuner.squad_metrics was removed in hf_lrtuner 0.4: import squad_metrics, compute_squad_v1 and the other SQuAD "
+    "metric functions from hf_lrtuner.squad (pip install 'hf_lrtuner[squad]'); CHANGELOG.md lists every change."
 )

@@ -7,10 +7,18 @@ from typing import Any, Callable, List, Optional
 
 import torch
 
-from . import _trainer_internals as internals
+from ._accelerate_internals import unwrap_optimizer, unwrap_scheduler
+from ._removed import RACES, removed_attribute
 from .records import RollbackRecord, TuningRecord
 from .scheduler import LRTunerScheduler
 from .snapshot import TrainingSnapshot
+
+_REMOVED = {  # TrialRunner's names of earlier releases -> what replaced them
+    "maybe_tune": f"{RACES}: call `after_update(batch, loss)` after every update and `scheduler.step()`",
+    "check_loss": "`after_update(batch, loss)` checks the loss (and rolls back a collapse) after every update",
+    "tune": RACES, "draw_batches": RACES, "score": RACES, "loss_fn": RACES, "batches": RACES,
+    "rollbacks": "the tuner counts them: `runner.tuner.rollbacks` (`scheduler.tuner.rollbacks`)",
+}
 
 
 def _as_float(loss: Any) -> float:
@@ -64,6 +72,9 @@ class TrialRunner:
 
     STATE_FORMAT = 1  # version of `state_dict()`'s layout
 
+    def __getattr__(self, name):  # only for names not found: those of earlier releases say what replaced them
+        removed_attribute(self, name, _REMOVED)
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -73,8 +84,18 @@ class TrialRunner:
         scaler: Optional[Any] = None,
         reduce_scores: Optional[Callable[[List[float]], List[float]]] = None,
         state: Optional[dict] = None,
+        **removed,
     ):
-        scheduler, steps_per_update = internals.unwrap_scheduler(scheduler)
+        # 0.1's TrialRunner(model, optimizer, scheduler, train_step, loss_fn, batches, ...): say what replaced them
+        if set(removed) & {"loss_fn", "batches"} or (callable(scaler) and not hasattr(scaler, "unscale_")):
+            raise TypeError(
+                f"TrialRunner takes no loss_fn or batches since 0.2 ({RACES}): build it as TrialRunner(model, "
+                "optimizer, scheduler, train_step) and call runner.after_update(batch, loss) after every update "
+                "(CHANGELOG.md lists every change)."
+            )
+        if removed:
+            raise TypeError(f"TrialRunner() got unexpected keyword arguments {sorted(removed)}")
+        scheduler, steps_per_update = unwrap_scheduler(scheduler)
         if not isinstance(scheduler, LRTunerScheduler):
             raise TypeError(f"scheduler must be an LRTunerScheduler, got {type(scheduler).__name__}.")
         if steps_per_update > 1:
@@ -85,7 +106,7 @@ class TrialRunner:
                 "LRTunerScheduler once per optimizer update (when accelerator.sync_gradients is True). Or create "
                 "Accelerator(step_scheduler_with_optimizer=False), whose wrapper steps it once per call."
             )
-        if scheduler.optimizer is not internals.unwrap_optimizer(optimizer):
+        if scheduler.optimizer is not unwrap_optimizer(optimizer):
             raise ValueError(
                 "The scheduler drives a different optimizer than the one passed to TrialRunner; build "
                 "LRTunerScheduler on the optimizer that train_step steps."
@@ -247,7 +268,7 @@ class TrialRunner:
         try:
             with self._race_random_numbers():
                 for offset, batch in enumerate(self.race_batches):
-                    self.scheduler.set_trial_lr(tuner.multiplier_at(start + offset, multiplier))
+                    self.scheduler.set_trial_lr(tuner.lr_factor_at(start + offset, multiplier))
                     loss = _as_float(self.train_step(batch))
                     if self.reduce_scores is not None:
                         loss = self.reduce_scores([loss])[0]

@@ -16,11 +16,19 @@ one moves further (the factor squares), so a far guess is reached in two decisio
 from __future__ import annotations
 
 import math
-import warnings
 from typing import List, Optional, Sequence
 
 from .config import LRTunerConfig, decay_start
+from ._removed import RACES, removed_attribute
 from .records import RaceRecord, RollbackRecord, TuningRecord, load_records
+
+_REMOVED = {  # LRTuner's names of earlier releases -> what replaced them
+    "level": "0.3 named it `multiplier`",
+    "multiplier_at": "0.4 named it `lr_factor_at(step, multiplier=None)`, the LR factor (the multiplier times the "
+                     "schedule's shape)",
+    "probe_passes": f"{RACES}, which run no probe passes (`trial_updates` counts the replayed updates)",
+    "is_tuning_point": RACES, "tune": RACES, "diverged_since_last_tuning": RACES,
+}
 
 WARMUP, STABLE, DECAY = "warmup", "stable", "decay"
 # The settings that give release 0.3's decision rule (its upward races lasted 20% of the budget, at least 20 updates).
@@ -218,11 +226,8 @@ class LRTuner:
         self.rollbacks = 0
         self.records: List[TuningRecord] = []
 
-    @property
-    def level(self) -> float:
-        """Deprecated name of `multiplier` (hf_lrtuner 0.2)."""
-        warnings.warn("LRTuner.level is deprecated: use LRTuner.multiplier.", FutureWarning, stacklevel=2)
-        return self.multiplier
+    def __getattr__(self, name):  # only for names not found: those of earlier releases say what replaced them
+        removed_attribute(self, name, _REMOVED)
 
     # ----------------------------------------------------------------------------------------- schedule
     def phase(self, step: int) -> str:
@@ -239,9 +244,9 @@ class LRTuner:
             return 1.0
         return max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.decay_start))
 
-    def multiplier_at(self, step: int, multiplier: Optional[float] = None) -> float:
-        """Multiple of the initial LR for the update that follows `step` completed updates: `multiplier` (defaults
-        to the tuned one) times the schedule's shape at `step`."""
+    def lr_factor_at(self, step: int, multiplier: Optional[float] = None) -> float:
+        """The LR factor of the update that follows `step` completed updates, the multiple of the initial LR it
+        trains at: `multiplier` (defaults to the tuned one) times the schedule's shape at `step`."""
         return (self.multiplier if multiplier is None else multiplier) * self.shape(step)
 
     # ----------------------------------------------------------------------------------------- races

@@ -2,10 +2,10 @@
 # The offline_cpu preset (pretrained MiniLM, 6 layers, 4,000 training questions, 1,000 held-out questions),
 # linear-warmup-decay against LRTuner (same warmup and decay, its multiplier raced) at the preset's LR, seeds 0-2: two runs
 # at a time, one CPU thread each.
-# Usage: bash scripts/compare_preset.sh [OUTPUT_DIR]   (default benchmarks/preset; finished runs are skipped)
+# Usage: bash scripts/compare_preset.sh [OUTPUT_DIR]   (default outputs/preset; finished runs are skipped)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out="${1:-benchmarks/preset}"
+out="${1:-outputs/preset}"
 mkdir -p "$out"
 export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 for seed in 0 1 2; do

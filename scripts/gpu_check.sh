@@ -16,9 +16,9 @@
 #                squad_minilm's tuned LR, seeds 0-2, all runs at once
 #   demo         the README's demo command as written (run_squad.py --preset offline_cpu), linear and lrtuner,
 #                seeds 0-2, side by side
-#   suite        scripts/tuner_suite.py on cuda (--jobs 12) with the SUITE ARGS after -- (default: --tasks minilm_cls
+#   suite        benchmarks/suite.py on cuda (--jobs 12) with the SUITE ARGS after -- (default: --tasks minilm_cls
 #                --seeds 0 1 2 --guesses 0.1 0.3 1 3 10), with whatever time is left
-#   memory       scripts/measure_memory.py --device cuda: GPU peak memory (torch.cuda.max_memory_allocated) and host
+#   memory       benchmarks/memory.py --device cuda: GPU peak memory (torch.cuda.max_memory_allocated) and host
 #                RSS of the tiny BERT and MiniLM without LRTuner, and with its snapshots on the GPU and in pinned host
 #                memory (snapshot_device="cpu"), into memory_gpu.csv
 # Suite rows are written as runs finish, so a timeout still returns them.
@@ -149,7 +149,7 @@ WORK="$(mktemp -d)"
 : > "$SUMMARY"
 START=$SECONDS
 FAILED=0
-export PYTHONPATH="/tmp/site:$PWD:$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"  # 16 cores; the stages run 12-15 processes at a time
@@ -227,9 +227,9 @@ import time
 import torch
 
 torch.set_num_threads(1)
-from suite import LR_FREE
-from suite.task_minilm import run_minilm_cls
-from suite.task_squad import LARGE_UPDATES, data_paths, run_squad_arguments
+from benchmarks import LR_FREE
+from benchmarks.task_minilm import run_minilm_cls
+from benchmarks.task_squad import LARGE_UPDATES, data_paths, run_squad_arguments
 
 for method in ("linear", "lrtuner", sys.argv[1]):
     start = time.time()
@@ -278,14 +278,14 @@ PYTEST_K="(fp16 or cuda or gpu) and not gpu_check"
 PYTEST="$PYTHON -m pytest -q tests -k '$PYTEST_K' -x -rs --continue-on-collection-errors -p no:cacheprovider"
 # Arguments after -- replace these defaults of the suite stage (the runner's own are every synthetic task, 7 guesses).
 [ "${#EXTRA[@]}" -gt 0 ] || EXTRA=(--tasks minilm_cls --seeds 0 1 2 --guesses 0.1 0.3 1 3 10)
-SUITE="$PYTHON scripts/tuner_suite.py --device cuda --jobs 12 --csv $WORK/suite_gpu_suite.csv $(printf '%q ' "${EXTRA[@]}")"
-SQUAD_LARGE="$PYTHON scripts/tuner_suite.py --tasks squad_minilm_large --stage test --eta $SQUAD_ETA"
+SUITE="$PYTHON -m benchmarks.suite --device cuda --jobs 12 --csv $WORK/suite_gpu_suite.csv $(printf '%q ' "${EXTRA[@]}")"
+SQUAD_LARGE="$PYTHON -m benchmarks.suite --tasks squad_minilm_large --stage test --eta $SQUAD_ETA"
 SQUAD_LARGE="$SQUAD_LARGE --methods linear lrtuner $BEST_PEER --guesses 1 10 --seeds 0 1 2 --device cuda --jobs 15"
 SQUAD_LARGE="$SQUAD_LARGE --csv $WORK/suite_gpu_squad_large.csv"
 TINY="$PYTHON $SNIPPETS/tiny_runs.py $BEST_PEER $SQUAD_ETA"
-MEMORY="$PYTHON scripts/measure_memory.py --device cuda --csv $OUT/memory_gpu.csv"
+MEMORY="$PYTHON -m benchmarks.memory --device cuda --csv $OUT/memory_gpu.csv"
 # The README's demo command as written, seeds 0-2, both schedules, all six side by side on the GPU.
-DEMO="$PYTHON scripts/demo.py --jobs 6 --work $WORK/demo --csv $OUT/demo.csv --records $OUT/demo_records.json"
+DEMO="$PYTHON -m benchmarks.demo --jobs 6 --work $WORK/demo --csv $OUT/demo.csv --records $OUT/demo_records.json"
 
 
 echo "gpu_check: budget ${BUDGET}s, stages $STAGES, output $OUT, dry run $DRY_RUN" | tee -a "$SUMMARY"
@@ -302,7 +302,7 @@ if [ "$DRY_RUN" = 1 ]; then
     (ls -la .whl/*.whl 2>/dev/null && du -sh .whl) | sed 's/^/  /' \
         || echo "  (none: bash scripts/gpu_check.sh --prepare-wheels)"
     stage env 60 0 "$ENV_REPORT"
-    stage suite_help 60 0 "$PYTHON scripts/tuner_suite.py --help"
+    stage suite_help 60 0 "$PYTHON -m benchmarks.suite --help"
     stage pytest_collect 60 0 "$PYTEST --collect-only"
     stage tiny_cpu_runs 180 0 "$TINY"
 else

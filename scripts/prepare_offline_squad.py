@@ -13,7 +13,7 @@ import hashlib
 import os
 import sys
 
-from file_io import write_json_gz
+from hf_lrtuner.files import write_json_gz
 from hf_lrtuner.squad import read_squad_json, split_by_article, squad_json_to_dataset
 
 

@@ -34,7 +34,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable
 
 import datasets
 import transformers
@@ -44,19 +44,16 @@ from transformers import (
     AutoTokenizer,
     DataCollatorWithPadding,
     HfArgumentParser,
+    Trainer,
     TrainerCallback,
     TrainingArguments,
     set_seed,
 )
 from transformers.trainer_utils import SchedulerType
 
-from file_io import jsonable, write_atomically, write_text_atomically
-from hf_lrtuner._trainer_internals import (
-    group_by_length,
-    mark_scheduler_created,
-    train_sampling_strategy,
-    warmup_fraction,
-)
+from hf_lrtuner import LRTunerConfig, LRTunerTrainerMixin
+from hf_lrtuner.compat import group_by_length, mark_scheduler_created, train_sampling_strategy, warmup_fraction
+from hf_lrtuner.files import jsonable, write_atomically, write_text_atomically
 from hf_lrtuner.records import is_race
 from hf_lrtuner.schedules import get_knee_schedule
 from hf_lrtuner.squad import (
@@ -128,13 +125,100 @@ class DataArguments:
     max_answer_length: int = field(default=30, metadata={"help": "Longest predicted answer in tokens."})
 
 
+class KneeQuestionAnsweringTrainer(QuestionAnsweringTrainer):
+    """`QuestionAnsweringTrainer` with the knee schedule of `hf_lrtuner.schedules.get_knee_schedule`.
+
+    Args:
+        knee_explore_fraction (`float`, *optional*, defaults to 0.5): Fraction of the updates before the decay.
+        *args, **kwargs: Passed to `QuestionAnsweringTrainer`.
+    """
+
+    def __init__(self, *args, knee_explore_fraction: float = 0.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.knee_explore_fraction = knee_explore_fraction
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        if self.lr_scheduler is None:
+            self.lr_scheduler = get_knee_schedule(
+                self.optimizer if optimizer is None else optimizer,
+                num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
+                num_training_steps=num_training_steps,
+                explore_fraction=self.knee_explore_fraction,
+            )
+            mark_scheduler_created(self)  # rebuilt by the next train(), like Trainer's own schedulers
+        return self.lr_scheduler
+
+
+class LRTunerQuestionAnsweringTrainer(LRTunerTrainerMixin, QuestionAnsweringTrainer):
+    """`QuestionAnsweringTrainer` whose learning rate LRTuner tunes; Trainer's warmup_steps is the tuner's."""
+
+
+def _lrtuner_kwargs(schedule_args) -> dict[str, Any]:
+    # Built before any data or model is loaded, so that invalid --lrtuner_* values fail first. Its warmup_steps stays
+    # 0: LRTunerTrainerMixin.create_scheduler then takes Trainer's (--warmup_steps), as the linear and knee runs do.
+    return {"lrtuner_config": LRTunerConfig(**schedule_args.lrtuner_overrides())}
+
+
+def _lrtuner_settings(schedule_args, training_args, scheduler) -> dict[str, Any]:
+    tuner = scheduler.tuner
+    return {
+        "warmup_steps": tuner.config.warmup_steps,  # Trainer's, as LRTunerTrainerMixin took it
+        "decay_start": tuner.decay_start,
+        "decay": "linear to 0 from decay_start to the last update, times the tuned multiplier",
+        "config": tuner.config.to_dict(),
+        "race_horizon": tuner.horizon,
+        "down_horizon": tuner.down_horizon,
+        "trial_budget": tuner.trial_budget,
+        "final_multiplier": tuner.multiplier,  # of learning_rate, as the races left it
+        "final_learning_rate": tuner.multiplier * training_args.learning_rate,  # the tuned schedule's peak
+        "races": sum(is_race(record) for record in tuner.records),
+        "rollbacks": tuner.rollbacks,
+        "records": tuner.records,
+    }
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One `--lr_schedule`: its trainer class, the keyword arguments it adds to the trainer's, and what metrics.json
+    says of it (beside its name, learning rate and warmup steps)."""
+
+    description: str  # for --help
+    trainer_class: type
+    trainer_kwargs: Callable[[Any], dict[str, Any]]  # (ScheduleArguments) -> keyword arguments of trainer_class
+    settings: Callable[[Any, TrainingArguments, Any], dict[str, Any]]  # (schedule_args, training_args, scheduler)
+
+
+# --lr_schedule -> Schedule, as transformers' get_scheduler dispatches lr_scheduler_type.
+SCHEDULES: dict[str, Schedule] = {
+    "linear": Schedule(  # Trainer's own lr_scheduler_type="linear"
+        "warmup + linear decay",
+        QuestionAnsweringTrainer,
+        lambda schedule_args: {},
+        lambda schedule_args, training_args, scheduler: {"decay": "linear to 0 at the last update"},
+    ),
+    "knee": Schedule(
+        "warmup, constant, linear decay",
+        KneeQuestionAnsweringTrainer,
+        lambda schedule_args: {"knee_explore_fraction": schedule_args.knee_explore_fraction},
+        lambda schedule_args, training_args, scheduler: {
+            "explore_fraction": schedule_args.knee_explore_fraction,
+            "decay": "linear to 0 from the knee to the last update",
+        },
+    ),
+    "lrtuner": Schedule("the tuner", LRTunerQuestionAnsweringTrainer, _lrtuner_kwargs, _lrtuner_settings),
+}
+
+
 @dataclass
 class ScheduleArguments:
     """Which learning-rate schedule to run; the peak (or, for lrtuner, initial) LR is --learning_rate."""
 
-    lr_schedule: Literal["linear", "knee", "lrtuner"] = field(
+    lr_schedule: str = field(
         default="linear",
-        metadata={"help": "linear: warmup + linear decay; knee: warmup, constant, linear decay; lrtuner: the tuner."},
+        metadata={
+            "help": "; ".join(f"{name}: {schedule.description}" for name, schedule in SCHEDULES.items()) + ".",
+            "choices": list(SCHEDULES),
+        },
     )
     knee_explore_fraction: float = field(
         default=0.5, metadata={"help": "knee: fraction of the updates before the linear decay starts."}
@@ -248,30 +332,6 @@ class LearningRateLossRecorder(TrainerCallback):
             self.rows.append((state.global_step, float(logs["learning_rate"]), float(logs["loss"])))
 
 
-class KneeQuestionAnsweringTrainer(QuestionAnsweringTrainer):
-    """`QuestionAnsweringTrainer` with the knee schedule of `hf_lrtuner.schedules.get_knee_schedule`.
-
-    Args:
-        knee_explore_fraction (`float`, *optional*, defaults to 0.5): Fraction of the updates before the decay.
-        *args, **kwargs: Passed to `QuestionAnsweringTrainer`.
-    """
-
-    def __init__(self, *args, knee_explore_fraction: float = 0.5, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.knee_explore_fraction = knee_explore_fraction
-
-    def create_scheduler(self, num_training_steps, optimizer=None):
-        if self.lr_scheduler is None:
-            self.lr_scheduler = get_knee_schedule(
-                self.optimizer if optimizer is None else optimizer,
-                num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
-                num_training_steps=num_training_steps,
-                explore_fraction=self.knee_explore_fraction,
-            )
-            mark_scheduler_created(self)  # rebuilt by the next train(), like Trainer's own schedulers
-        return self.lr_scheduler
-
-
 def check_arguments(data_args: DataArguments, schedule_args: ScheduleArguments, training_args: TrainingArguments):
     """Reject inconsistent options before any data or model is loaded."""
     for name in ("max_train_examples", "max_eval_examples"):
@@ -290,50 +350,12 @@ def check_arguments(data_args: DataArguments, schedule_args: ScheduleArguments, 
         )
 
 
-def trainer_class_and_kwargs(schedule_args: ScheduleArguments, training_args: TrainingArguments):
-    """Return the trainer class for `--lr_schedule` and its schedule-specific keyword arguments."""
-    if schedule_args.lr_schedule == "linear":  # Trainer's own lr_scheduler_type="linear"
-        return QuestionAnsweringTrainer, {}
-    if schedule_args.lr_schedule == "knee":
-        return KneeQuestionAnsweringTrainer, {"knee_explore_fraction": schedule_args.knee_explore_fraction}
-    try:
-        from hf_lrtuner import LRTunerConfig, LRTunerTrainerMixin
-    except ImportError as error:
-        raise ImportError(f"--lr_schedule lrtuner needs hf_lrtuner's Trainer integration: {error}") from error
-
-    class LRTunerQuestionAnsweringTrainer(LRTunerTrainerMixin, QuestionAnsweringTrainer):
-        """`QuestionAnsweringTrainer` whose learning rate LRTuner tunes; Trainer's warmup_steps is the tuner's."""
-
-    # Built here so that invalid --lrtuner_* values fail before any data or model is loaded. Its warmup_steps stays 0:
-    # LRTunerTrainerMixin.create_scheduler then takes Trainer's (--warmup_steps), as the linear and knee runs do.
-    config = LRTunerConfig(**schedule_args.lrtuner_overrides())
-    return LRTunerQuestionAnsweringTrainer, {"lrtuner_config": config}
-
-
 def schedule_settings(schedule_args: ScheduleArguments, training_args: TrainingArguments, scheduler, num_updates: int):
     """Describe the schedule that ran, for metrics.json."""
     # The schedules' peak learning rate; LRTuner's initial guess, which it tunes.
     settings = {"name": schedule_args.lr_schedule, "learning_rate": training_args.learning_rate}
     settings["warmup_steps"] = training_args.get_warmup_steps(num_updates)
-    if schedule_args.lr_schedule == "linear":
-        settings["decay"] = "linear to 0 at the last update"
-    elif schedule_args.lr_schedule == "knee":
-        settings["explore_fraction"] = schedule_args.knee_explore_fraction
-        settings["decay"] = "linear to 0 from the knee to the last update"
-    else:
-        tuner = scheduler.tuner
-        settings["warmup_steps"] = tuner.config.warmup_steps  # Trainer's, as LRTunerTrainerMixin took it
-        settings["decay_start"] = tuner.decay_start
-        settings["decay"] = "linear to 0 from decay_start to the last update, times the tuned multiplier"
-        settings["config"] = tuner.config.to_dict()
-        settings["race_horizon"] = tuner.horizon
-        settings["down_horizon"] = tuner.down_horizon
-        settings["trial_budget"] = tuner.trial_budget
-        settings["final_multiplier"] = tuner.multiplier  # of learning_rate, as the races left it
-        settings["final_learning_rate"] = tuner.multiplier * training_args.learning_rate  # the tuned schedule's peak
-        settings["races"] = sum(is_race(record) for record in tuner.records)
-        settings["rollbacks"] = tuner.rollbacks
-        settings["records"] = tuner.records
+    settings.update(SCHEDULES[schedule_args.lr_schedule].settings(schedule_args, training_args, scheduler))
     return settings
 
 
@@ -407,8 +429,16 @@ def load_examples(data_args: DataArguments, model_args: ModelArguments):
     return train, evaluation
 
 
-def main(args: list[str] | None = None) -> dict[str, Any]:
-    """Run the script with command-line `args` (default: `sys.argv[1:]`) and return the contents of metrics.json."""
+def _build_trainer(trainer_class, **kwargs):
+    return trainer_class(**kwargs)
+
+
+def main(args: list[str] | None = None, trainer_factory: Callable[..., Trainer] | None = None) -> dict[str, Any]:
+    """Run the script with command-line `args` (default: `sys.argv[1:]`) and return the contents of metrics.json.
+
+    `trainer_factory(trainer_class, **kwargs)`, when given, builds the trainer instead of `trainer_class(**kwargs)`
+    (`trainer_class` and the schedule's keyword arguments from `SCHEDULES`): the benchmarks record LRs and swap
+    schedulers with it."""
     model_args, data_args, schedule_args, training_args, preset = parse_args(args)
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)
@@ -421,7 +451,8 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
 
     # Everything that can be checked is checked before training starts.
     check_arguments(data_args, schedule_args, training_args)
-    trainer_class, schedule_kwargs = trainer_class_and_kwargs(schedule_args, training_args)
+    schedule = SCHEDULES[schedule_args.lr_schedule]
+    schedule_kwargs = schedule.trainer_kwargs(schedule_args)
     model_config = load_model_config(model_args)
     os.makedirs(training_args.output_dir, exist_ok=True)
     set_seed(training_args.seed)
@@ -454,7 +485,8 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         model_args.model_name_or_path, config=model_config, cache_dir=model_args.cache_dir
     )
     recorder = LearningRateLossRecorder()
-    trainer = trainer_class(
+    trainer = (trainer_factory or _build_trainer)(
+        schedule.trainer_class,
         model=model,
         args=training_args,
         train_dataset=train_features,

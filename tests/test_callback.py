@@ -8,7 +8,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from hf_lrtuner import LRTunerCallback, LRTunerConfig, LRTunerScheduler, LRTunerTrainer
-from hf_lrtuner._trainer_internals import warmup_fraction
+from hf_lrtuner.compat import warmup_fraction
 from trainer_task import CountTask, needs_trainer_resume, tiny_args, tiny_bert
 
 CONFIG = LRTunerConfig(race_horizon=10)
@@ -62,7 +62,7 @@ def test_user_optimizer_and_scheduler_race_log_and_count(tmp_path, optimizer_cls
     assert [step for step, _ in logged(trainer, "lrtuner/multiplier")][:-1] == [r["end_step"] for r in tuner.records]
     # The LR applied to each update is the schedule at the multiplier of the races that had ended by then
     for update, (applied,) in enumerate(recorder.lrs):
-        assert applied == pytest.approx(lr * tuner.multiplier_at(update, multiplier_of_update(tuner, update)))
+        assert applied == pytest.approx(lr * tuner.lr_factor_at(update, multiplier_of_update(tuner, update)))
     (summary,) = [h for h in trainer.state.log_history if "lrtuner/overhead" in h]
     raced = [updates for r in tuner.records for updates in r["updates"][1:]]
     assert summary["lrtuner/trial_updates"] == tuner.trial_updates == sum(raced)
@@ -164,7 +164,7 @@ def test_a_replayed_update_is_the_update_trainer_made(tmp_path, accumulation):
             trained = torch.cat([p.detach().flatten() for p in model.parameters()])
             callback.runner.safe_point.restore()  # the state before update 0
             self.moved = not torch.equal(trained, torch.cat([p.detach().flatten() for p in model.parameters()]))
-            callback.scheduler.set_trial_lr(callback.scheduler.tuner.multiplier_at(0))
+            callback.scheduler.set_trial_lr(callback.scheduler.tuner.lr_factor_at(0))
             callback.runner.train_step(self.micro_batches)  # the replay races use
             callback.scheduler.apply_lr()
             self.difference = (trained - torch.cat([p.detach().flatten() for p in model.parameters()])).abs().max()

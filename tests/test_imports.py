@@ -1,12 +1,10 @@
 """Optional dependencies stay optional: `import hf_lrtuner` pulls neither `datasets`, `evaluate` nor `transformers`;
 `hf_lrtuner.squad` says how to install what it needs."""
 
-import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,11 +32,18 @@ def test_squad_without_datasets_names_the_extra():
     assert "pip install 'hf_lrtuner[squad]'" in completed.stderr
 
 
-def test_deprecated_squad_metrics_module_warns_and_is_the_same_code(monkeypatch):
-    import hf_lrtuner.squad
+PEERS = ("prodigyopt", "schedulefree", "dadaptation", "torch_lr_finder")  # the [bench] extra's peer optimizers
 
-    monkeypatch.delitem(sys.modules, "hf_lrtuner.squad_metrics", raising=False)
-    with pytest.warns(FutureWarning, match="import squad_metrics, compute_squad_v1 .* from hf_lrtuner.squad"):
-        old = importlib.import_module("hf_lrtuner.squad_metrics")
-    assert old.squad_metrics is hf_lrtuner.squad.squad_metrics
-    assert old.compute_squad_v1 is hf_lrtuner.squad.compute_squad_v1
+
+def test_hf_lrtuner_and_the_product_tests_need_no_peer_optimizer_and_no_benchmark():
+    """The peers are the benchmarks' ([bench]); hf_lrtuner and tests/ import neither them nor `benchmarks`."""
+    files = sorted(set((REPO / "hf_lrtuner").rglob("*.py")) - {REPO / "hf_lrtuner" / "squad_metrics.py"})  # removed
+    modules = [".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__") for path in files]
+    completed = run_python(f"sys.modules.update(dict.fromkeys({PEERS!r}))\n"  # `import prodigyopt` etc. fail
+                           f"import importlib\nfor name in {modules!r}:\n    importlib.import_module(name)\n"
+                           "print(sorted(m for m in sys.modules if m.split('.')[0] == 'benchmarks'))")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
+    for path in sorted((REPO / "tests").glob("*.py")):
+        imports = re.findall(r"^\s*(?:from|import) (\w+)", path.read_text(), flags=re.M)
+        assert not set(imports) & {*PEERS, "benchmarks"}, f"{path.name} imports {set(imports) & {*PEERS, 'benchmarks'}}"

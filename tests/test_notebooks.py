@@ -64,8 +64,8 @@ def images_in(notebook):
 
 
 def write_results(directory, trajectories=True, sweep=True, suite=False, best_lr=1e-4, seeds=(0, 1, 2), updates=60):
-    """Small benchmark results in the schema `scripts/benchmark_squad.py` writes (synthetic numbers, for tests), and
-    with `suite` a tuner-suite CSV in the schema of `scripts/tuner_suite.py`."""
+    """Small benchmark results in the schema `benchmarks/squad_matrix.py` writes (synthetic numbers, for tests), and
+    with `suite` a tuner-suite CSV in the schema of `benchmarks/suite.py`."""
     rng = random.Random(0)
     directory.mkdir(parents=True, exist_ok=True)
     runs = [(s, lr, seed, 1.0) for s in ("linear", "knee", "lrtuner") for lr in (best_lr / 10, best_lr, best_lr * 10)
@@ -175,7 +175,7 @@ def test_squad_comparison_notebook_reads_the_tuner_suite(tmp_path, monkeypatch):
     assert "toy_acc (tier B): test accuracy, higher is better" in text and "x1/30" in text and "LR-free" in text
     assert "toy_loss (tier A): test loss, lower is better" in text and "1e+79" in text
     assert "lrtuner compute" in text and "1.20x" in text and "No lrtuner runs" not in text
-    # the ranking of scripts/suite_report.py: on toy_loss prodigy's regret is (0.08 - 0.05) / delta = 0.06 at every
+    # the ranking of benchmarks/report.py: on toy_loss prodigy's regret is (0.08 - 0.05) / delta = 0.06 at every
     # guess, LRTuner's 0 at x1 and (0.05 * 10**0.3 - 0.05) / 0.5 = 0.0995 at x0.1 and x10: prodigy is first on both
     assert "Per task (regret / delta)" in text and "prodigy (0.06)" in text
     assert "Over the tasks with every method" not in text

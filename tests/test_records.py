@@ -78,16 +78,3 @@ def test_a_record_of_0_1_is_refused_with_a_reason():
     tuning_point = next(iter(runs.values()))[0]
     with pytest.raises(ValueError, match="hf_lrtuner 0.1"):
         load_record(tuning_point)
-
-
-def test_the_names_of_0_2_still_work_with_a_deprecation_warning():
-    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)
-    scheduler = LRTunerScheduler(optimizer, 100, LRTunerConfig(warmup_steps=10))
-    scheduler.tuner.multiplier = 3.0
-    for _ in range(4):
-        optimizer.step()
-        scheduler.step()
-    with pytest.warns(FutureWarning, match="multiplier"):
-        assert scheduler.tuner.level == 3.0
-    with pytest.warns(FutureWarning, match="multiplier_at_step"):
-        assert scheduler.lr_factor() == scheduler.multiplier_at_step() == pytest.approx(3.0 * 0.4)

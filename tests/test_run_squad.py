@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import hf_lrtuner.squad.metrics as squad_metrics_module
-from hf_lrtuner._trainer_internals import train_sampling_strategy
+from hf_lrtuner.compat import train_sampling_strategy
 from squad_fixtures import offline_squad_json, save_tiny_qa_model, squad_texts, write_squad_json
 
 
@@ -131,26 +131,6 @@ def test_lrtuner_end_to_end(run_squad, tiny_squad, tmp_path):
     expected = [peak * (updates - step) / (updates - warmup) for step in range(after, updates)]
     assert learning_rates[after:] == pytest.approx(expected)
     assert learning_rates[0] == 0.0
-
-
-def test_measure_overhead_times_the_races(tiny_squad, tmp_path):
-    spec = importlib.util.spec_from_file_location("measure_overhead", SCRIPT.parent / "measure_overhead.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    from hf_lrtuner.trials import TrialRunner
-
-    replay = TrialRunner._replay
-    tuner_options = ["--lr_schedule", "lrtuner", "--lrtuner_race_horizon", "2", "--lrtuner_max_races", "1"]
-    report = module.main(["--output", str(tmp_path / "overhead.json"), "--",
-                          *tiny_run_args(tiny_squad, tmp_path / "run", *tuner_options)])
-    assert json.loads((tmp_path / "overhead.json").read_text()) == report
-    assert report["races"] == 1 and report["calls"]["replays"] in (1, 2)  # one race: one or two challengers
-    assert report["trial_updates"] > 0 and 0 < report["trial_share_of_updates"] < 1
-    assert report["calls"]["scheduler_step"] >= report["updates"] and report["calls"]["snapshots"] >= 2
-    assert report["trial_seconds"] == pytest.approx(report["replay_seconds"] + report["snapshot_seconds"], abs=0.02)
-    assert TrialRunner._replay is replay  # the timers are removed after the run
-    with pytest.raises(SystemExit):
-        module.main(["--", *tiny_run_args(tiny_squad, tmp_path / "linear")])  # nothing to measure without lrtuner
 
 
 def test_recipe_defaults_and_preset_precedence(run_squad):

@@ -1,6 +1,7 @@
-"""`hf_lrtuner/_trainer_internals.py` against the installed transformers and accelerate: every private attribute it
-lists exists (so that a rename fails here, not in a user's run), it lists every one its code reads, and the versions
-it states as tested are the ones setup.cfg and the version matrix install."""
+"""`hf_lrtuner/_trainer_internals.py` and `hf_lrtuner/_accelerate_internals.py` against the installed transformers and
+accelerate: every private attribute they list exists (so that a rename fails here, not in a user's run), they list
+every one their code reads, nothing else in hf_lrtuner reads one, and the versions stated as tested are the ones
+setup.cfg, scripts/setup_env.sh and the version matrix install."""
 
 import configparser
 import importlib
@@ -14,7 +15,7 @@ import torch
 from packaging.version import Version
 from transformers import Trainer
 
-from hf_lrtuner import _trainer_internals as internals
+from hf_lrtuner import _accelerate_internals, _trainer_internals as internals
 from trainer_task import CountTask, tiny_args, tiny_bert
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ def test_every_listed_private_attribute_exists_in_the_installed_versions(tmp_pat
         "accelerate.scheduler.AcceleratedScheduler": AcceleratedScheduler(trainer.lr_scheduler, trainer.optimizer),
         "accelerate.utils.FullyShardedDataParallelPlugin": FullyShardedDataParallelPlugin(),
     }
-    listed = internals.private_attributes()
+    listed = {**internals.private_attributes(), **_accelerate_internals.private_attributes()}
     assert set(listed) == set(instances)
     for owner, attributes in listed.items():
         instance = instances[owner]
@@ -54,6 +55,25 @@ def test_the_private_attributes_the_module_reads_are_all_listed():
     listed = {name for attributes in internals.private_attributes().values() for name in attributes}
     version_specific = {"_clip_grad_norm"}  # transformers 5.x only (4.x clips inline)
     assert read and read <= listed | version_specific
+    # the accelerate seam: its undocumented attributes are public names, read as `wrapper.name`
+    source = (REPO / "hf_lrtuner" / "_accelerate_internals.py").read_text()
+    for owner, attributes in _accelerate_internals.private_attributes().items():
+        assert all(f"scheduler.{name}" in source or f'"{name}"' in source for name in attributes), owner
+
+
+def test_no_other_module_reads_a_private_attribute_of_trainer_or_accelerate():
+    """Outside the two seams hf_lrtuner reads no private attribute of another library's object (its own `self._x` and
+    module-level `_x` are its business), and overrides only the listed `Trainer._get_eval_sampler`."""
+    listed = {name for attributes in internals.private_attributes().values() for name in attributes}
+    for path in sorted((REPO / "hf_lrtuner").rglob("*.py")):
+        if path.name in ("_trainer_internals.py", "_accelerate_internals.py"):
+            continue
+        source = path.read_text()
+        foreign = set(re.findall(r"\b(?:trainer|accelerator|optimizer|scheduler|model)\.(_[a-z]\w*)", source))
+        assert not foreign, f"{path.relative_to(REPO)} reads {foreign}: go through hf_lrtuner/_trainer_internals.py"
+        overridden = set(re.findall(r"^    def (_[a-z]\w*)\(", source, flags=re.M)) & {"_get_eval_sampler",
+                                                                                        "_clip_grad_norm"}
+        assert overridden <= listed, f"{path.relative_to(REPO)} overrides {overridden - listed} unlisted"
 
 
 def test_clip_gradients_clips_to_max_grad_norm_as_trainer_does(tmp_path):
@@ -85,6 +105,13 @@ def test_setup_cfg_floors_are_the_tested_floor():
     assert {name: Version(floor) for name, floor in floors.items()} == {
         name: Version(tested) for name, tested in internals.TESTED_VERSIONS["floor"].items()
     }
+
+
+def test_the_newest_tested_torch_is_the_one_setup_env_installs():
+    """setup_env.sh pins torch's CPU wheel and installs the newest transformers and accelerate, which the version
+    matrix's newest end checks against `TESTED_VERSIONS` (below)."""
+    pins = dict(re.findall(r"pip install --quiet ([\w-]+)==([\d.]+)", (REPO / "scripts" / "setup_env.sh").read_text()))
+    assert pins["torch"] == internals.TESTED_VERSIONS["newest"]["torch"]
 
 
 def test_installed_versions_are_the_stated_tested_end():

@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from hf_lrtuner import LRTuner, LRTunerConfig
-from hf_lrtuner.tuner import RULE_OF_0_3, ChallengerWatch, LossMonitor
+from hf_lrtuner import LRTunerConfig
+from hf_lrtuner.tuner import RULE_OF_0_3, ChallengerWatch, LossMonitor, LRTuner
 
 NOISE = [0.03, -0.02, 0.04, -0.05, 0.01, -0.03, 0.02, 0.0, -0.01, 0.05]  # per-batch noise shared by every arm
 
@@ -97,6 +97,30 @@ def test_a_challenger_must_win_by_the_margin():
     assert run_race(tuner, 0, lambda m: 1.0 - 0.02 * (m > 1))["multiplier"] == 2.0
 
 
+def test_arms_are_scored_on_the_second_half_of_the_race_only():
+    """A race is scored on its late window (`LRTuner._window`): the second half of each arm's updates. Early losses
+    say more about an LR's speed than about where it ends: a larger LR that falls fast and ends higher loses, one that
+    starts badly and ends lower wins, though scoring the whole race would decide both the other way."""
+    incumbent = arm_losses(1.0, 20)
+
+    def race(early, late):  # the upward challenger (x2): `early` over its first 10 updates, `late` over its last 10
+        tuner = make_tuner(stop_behind=False)
+        tuner.start_race(0)
+        assert tuner.challengers_due(10) == [0.5] and tuner.challengers_due(20) == [2.0]
+        assert not tuner.score_challenger(0.5, incumbent[:10], incumbent)  # the downward one ties: no leader
+        challenger = arm_losses(early, 10) + arm_losses(late, 20)[10:]
+        wins = tuner.score_challenger(2.0, challenger, incumbent)
+        record = tuner.finish_race(20, incumbent)
+        assert record["scores"][2] == pytest.approx(sum(challenger[10:]) / 10)  # the late window's mean
+        assert record["scores"][0] == pytest.approx(sum(incumbent[10:]) / 10)
+        return wins, record["multiplier"]
+
+    # Fast early, 0.05 worse late: over the whole race it would lead by 0.225 (margin about 0.13); late, it is behind.
+    assert race(early=0.5, late=1.05) == (False, 1.0)
+    # Slow early, 0.1 better late: over the whole race it would trail by 0.45; late, it wins by more than the margin.
+    assert race(early=2.0, late=0.9) == (True, 2.0)
+
+
 def test_a_downward_challenger_is_judged_early_and_ends_the_race_when_it_wins():
     tuner = make_tuner()
     record = run_race(tuner, 0, {0.5: 0.8, 1.0: 1.0, 2.0: 0.9}.get)
@@ -148,12 +172,12 @@ def test_the_schedule_is_trainers_linear_warmup_decay_scaled_by_the_multiplier()
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     linear = get_linear_schedule_with_warmup(optimizer, 10, 100)
     for step in range(101):
-        assert tuner.multiplier_at(step) == pytest.approx(linear.lr_lambdas[0](step), abs=1e-12)
+        assert tuner.lr_factor_at(step) == pytest.approx(linear.lr_lambdas[0](step), abs=1e-12)
     tuner.multiplier = 3.0
-    assert tuner.multiplier_at(50) == pytest.approx(3.0 * linear.lr_lambdas[0](50))
+    assert tuner.lr_factor_at(50) == pytest.approx(3.0 * linear.lr_lambdas[0](50))
     knee = make_tuner(total_steps=100, warmup_steps=10, explore_fraction=0.5)
     assert [knee.phase(s) for s in (5, 10, 49, 50)] == ["warmup", "stable", "stable", "decay"]
-    assert knee.multiplier_at(30) == 1.0 and knee.multiplier_at(75) == 0.5 and knee.multiplier_at(100) == 0.0
+    assert knee.lr_factor_at(30) == 1.0 and knee.lr_factor_at(75) == 0.5 and knee.lr_factor_at(100) == 0.0
 
 
 def feed(monitor, losses):
@@ -228,7 +252,7 @@ def test_state_dict_round_trip_inside_a_race_with_weights_only():
     assert restored.state_dict() == tuner.state_dict()
     assert restored.racing and restored.race_start == 20
     for step in range(0, 1001, 50):
-        assert restored.multiplier_at(step) == tuner.multiplier_at(step)
+        assert restored.lr_factor_at(step) == tuner.lr_factor_at(step)
 
 
 def test_a_state_saved_by_the_first_release_is_refused_with_a_reason():
@@ -365,13 +389,13 @@ def quadratic_run(base_lr, total_steps=400, config=None):
             tuner.start_race(step)
             start, losses, branch = state, [], None
         losses.append(quadratic_loss(state))
-        state = quadratic_update(state, base_lr * tuner.multiplier_at(step))
+        state = quadratic_update(state, base_lr * tuner.lr_factor_at(step))
         assert not tuner.observe(losses[-1])
         for multiplier in tuner.challengers_due(step + 1):
             arm, replayed = start, []
             for at in range(tuner.race_start, step + 1):
                 replayed.append(quadratic_loss(arm))
-                arm = quadratic_update(arm, base_lr * tuner.multiplier_at(at, multiplier))
+                arm = quadratic_update(arm, base_lr * tuner.lr_factor_at(at, multiplier))
                 if tuner.challenger_behind(multiplier, replayed, losses):
                     break
             if tuner.score_challenger(multiplier, replayed, losses):

@@ -13,7 +13,7 @@ start and the leading branch, are allocated). One CSV row per model and `snapsho
 glibc keeps freed memory mapped unless told otherwise, which would hide what is freed again; children run with
 `MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072` so that RSS follows allocations.
 
-    python scripts/measure_memory.py --csv docs/results/memory.csv
+    python -m benchmarks.memory --csv docs/results/memory.csv
 """
 
 import argparse
@@ -26,7 +26,6 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "scripts")]  # this checkout's hf_lrtuner, not an installed one
 
 MODELS = ("tiny_bert", "minilm")
 MB = 1e6
@@ -43,7 +42,7 @@ def build_model(name: str):
         config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                             intermediate_size=64, max_position_embeddings=64)
         return BertForQuestionAnswering(config), 64
-    from suite.task_minilm import model_dir
+    from benchmarks.task_minilm import model_dir
     from transformers import AutoModelForQuestionAnswering
 
     return AutoModelForQuestionAnswering.from_pretrained(model_dir()), 128
@@ -95,11 +94,11 @@ def measure(name: str, tuner: bool, snapshot_device, device: str, updates: int, 
 def run_child(name: str, tuner: bool, snapshot_device: str, args) -> dict:
     """`measure` in a fresh process, with glibc returning freed memory at once (`snapshot_device`: "none" or a
     device)."""
-    command = [sys.executable, __file__, "--child", name, str(int(tuner)), snapshot_device,
+    command = [sys.executable, "-m", "benchmarks.memory", "--child", name, str(int(tuner)), snapshot_device,
                "--device", args.device, "--updates", str(args.updates), "--batch_size", str(args.batch_size)]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072",
            "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False, cwd=REPO_ROOT)
     if completed.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])

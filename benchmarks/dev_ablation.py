@@ -5,7 +5,7 @@ times 0.1, 0.3, 1, 3 and 10 with the dev seeds (1000-1002: the test rows' seeds 
 streams differ from theirs) on the *dev* split, and linear runs at x1 as the paired reference. It prints the mean
 regret per guess in units of the task's delta, their mean and worst, and the compute. Nothing is written.
 
-    nice -n 10 python scripts/suite/dev_ablation.py --jobs 1 lrtuner \
+    nice -n 10 python -m benchmarks.dev_ablation --jobs 1 lrtuner \
         "lrtuner:race_horizon=0.2,accelerate=False,improvement_of=loss,stop_behind=False"
 """
 
@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import statistics
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from suite.runner import read_rows, tuned_lr  # noqa: E402
-from suite.tasks_synthetic import TASKS  # noqa: E402
+from benchmarks.runner import read_rows, tuned_lr
+from benchmarks.tasks_synthetic import TASKS
 
 GUESSES = (0.1, 0.3, 1.0, 3.0, 10.0)
 SEEDS = (1000, 1001, 1002)
@@ -44,7 +40,7 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args(argv)
     if not read_rows(args.csv):
-        parser.error(f"{args.csv} has no rows: run the suite's dev stage first (scripts/tuner_suite.py --stage dev).")
+        parser.error(f"{args.csv} has no rows: run the suite's dev stage first (benchmarks/suite.py --stage dev).")
     eta = {task: tuned_lr(TASKS[task], TASKS[task].updates, args.csv) for task in args.tasks}
     jobs = [(t, "linear", 1.0, eta[t], s) for t in args.tasks for s in args.seeds]
     jobs += [(t, m, g, eta[t] * g, s) for t in args.tasks for m in args.methods for g in GUESSES for s in args.seeds]

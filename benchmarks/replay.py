@@ -14,7 +14,7 @@ For every rule, task, guess (x0.1, x0.3, x1, x3, x10 of the tuned LR) and dev se
 (of the tuned LR), the compute (1 + challenger updates / T) and the regret against linear at x1 of the same seed, in
 units of the task's delta, and against the arm best at the end (the best multiplier of the log, mean over seeds).
 
-    python scripts/suite/replay.py docs/results/horizon_arms.json.gz --md docs/results/replay.md \\
+    python -m benchmarks.replay docs/results/horizon_arms.json.gz --md docs/results/replay.md \\
         --csv docs/results/replay.csv
 """
 
@@ -25,17 +25,12 @@ import csv
 import gzip
 import json
 import math
-import os
 import statistics as st
-import sys
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from hf_lrtuner import LRTunerConfig  # noqa: E402
-from hf_lrtuner.tuner import LossMonitor, paired_difference  # noqa: E402
+from hf_lrtuner import LRTunerConfig
+from hf_lrtuner.tuner import LossMonitor, paired_difference
 
 GUESSES = (0.1, 0.3, 1.0, 3.0, 10.0)
 COLLAPSE_FRACTION = LRTunerConfig().collapse_fraction
@@ -479,7 +474,7 @@ def main(argv=None):
     print(text)
     if args.md:
         with open(args.md, "w") as f:
-            f.write(f"# Replay of decision rules on the per-arm logs\n\n`python scripts/suite/replay.py {args.log}"
+            f.write(f"# Replay of decision rules on the per-arm logs\n\n`python -m benchmarks.replay {args.log}"
                     f"{' --md ' + args.md if args.md else ''}{' --csv ' + args.csv if args.csv else ''}`\n\n{text}\n")
     if args.csv:
         with open(args.csv, "w", newline="") as f:

@@ -1,4 +1,4 @@
-"""Smoke tests of the suite's peer methods (scripts/suite/peers.py): each runs a few updates on tiny synthetic tasks.
+"""Smoke tests of the suite's peer methods (benchmarks/peers.py): each runs a few updates on tiny synthetic tasks.
 
 The optional packages of the ``bench`` extra are skipped when absent; ``knee`` and ``greedy`` need only
 hf_lrtuner and transformers (``greedy``: 5.4 or later, skipped before).
@@ -8,10 +8,10 @@ import math
 
 import pytest
 
-from suite import LR_FREE, METHODS
-from suite import runner
-from suite.peers import greedy_available
-from suite.tasks_synthetic import TASKS
+from benchmarks import LR_FREE, METHODS
+from benchmarks import runner
+from benchmarks.peers import greedy_available
+from benchmarks.tasks_synthetic import TASKS
 
 UPDATES = 20
 # method -> the optional package it needs (None: none beyond the suite's own requirements)
@@ -67,8 +67,8 @@ def test_lr_range_test_resets_the_model():
     pytest.importorskip("torch_lr_finder")
     import torch
 
-    from suite import peers
-    from suite.tasks_synthetic import NQM
+    from benchmarks import peers
+    from benchmarks.tasks_synthetic import NQM
 
     model = NQM()
     x0 = model.x.detach().clone()
@@ -101,8 +101,8 @@ def test_schedulefree_switches_to_eval_before_evaluation(monkeypatch):
     import schedulefree
     import torch
 
-    from suite import build_driver, peers
-    from suite.tasks_synthetic import NQM
+    from benchmarks import build_driver, peers
+    from benchmarks.tasks_synthetic import NQM
 
     model = NQM()
     opt = torch.optim.SGD(model.parameters(), lr=0.16, momentum=0.9)

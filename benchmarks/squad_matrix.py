@@ -12,7 +12,7 @@ Stages, each resumable (a run whose `metrics.json` exists is skipped):
 Then it writes `runs.csv`, `sweep.csv`, `trajectories.csv`, `lrtuner_records.json` (the races and roll-backs of the
 first seed's lrtuner runs), `tables.md` and plots to `--results_dir`.
 
-    python scripts/benchmark_squad.py --output_dir benchmarks/squad_offline --results_dir docs/results
+    python -m benchmarks.squad_matrix --output_dir outputs/squad_offline --results_dir docs/results
 
 `lrtuner` runs with `LRTunerConfig`'s defaults unless `--lrtuner_options` says otherwise, and warms up over the same
 `--warmup_steps` as the baselines. `--best_lr` skips the sweep; `--dry_run` checks and prints the commands instead of
@@ -36,10 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from file_io import write_json_gz  # noqa: E402
-from hf_lrtuner.squad import read_squad_json, split_by_article  # noqa: E402
+from hf_lrtuner.files import write_json_gz
+from hf_lrtuner.squad import read_squad_json, split_by_article
 
 SCHEDULES = ("linear", "knee", "lrtuner")
 
@@ -59,7 +57,7 @@ class Run:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output_dir", default="benchmarks/squad_offline", help="Per-run outputs (resumable).")
+    parser.add_argument("--output_dir", default="outputs/squad_offline", help="Per-run outputs (resumable).")
     parser.add_argument("--results_dir", default="docs/results", help="Aggregated CSVs, tables and plots.")
     parser.add_argument("--sweep_lrs", type=float, nargs="+", default=[3e-5, 1e-4, 3e-4])
     parser.add_argument("--sweep_seeds", type=int, nargs="+", default=[0])
@@ -120,11 +118,11 @@ def run_command(run: Run, args, paths, run_squad_args, max_steps=None) -> list:
 
 def check_command(command: list) -> None:
     """Parse a run_squad.py command line and check its options as run_squad.py does before loading anything."""
-    import run_squad
+    from scripts import run_squad
 
     _, data_args, schedule_args, training_args, _ = run_squad.parse_args(command[2:])
     run_squad.check_arguments(data_args, schedule_args, training_args)
-    run_squad.trainer_class_and_kwargs(schedule_args, training_args)  # builds LRTunerConfig: invalid values fail
+    run_squad.SCHEDULES[schedule_args.lr_schedule].trainer_kwargs(schedule_args)  # LRTunerConfig: bad values fail
 
 
 def execute(runs, args, paths, run_squad_args, max_steps_for=lambda run: None):

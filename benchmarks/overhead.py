@@ -9,26 +9,22 @@ writes a JSON report:
 - bookkeeping = scheduler steps + callback events - trials: the tuner's own work per update, and as a share of an
   ordinary update.
 
-    python scripts/measure_overhead.py --output measure_overhead.json -- --preset offline_cpu --num_hidden_layers 3 \
+    python -m benchmarks.overhead --output outputs/overhead.json -- --preset offline_cpu --num_hidden_layers 3 \
         --max_train_examples 400 --max_eval_examples 50 --per_device_train_batch_size 8 --lr_schedule lrtuner \
         --lrtuner_race_horizon 10 --lrtuner_max_races 2 --output_dir /tmp/measure_overhead
 """
 
 import argparse
 import json
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import run_squad  # noqa: E402
-
-from hf_lrtuner.callback import LRTunerCallback  # noqa: E402
-from hf_lrtuner.scheduler import LRTunerScheduler  # noqa: E402
-from hf_lrtuner.snapshot import TrainingSnapshot  # noqa: E402
-from hf_lrtuner.trials import TrialRunner  # noqa: E402
+from hf_lrtuner.callback import LRTunerCallback
+from hf_lrtuner.scheduler import LRTunerScheduler
+from hf_lrtuner.snapshot import TrainingSnapshot
+from hf_lrtuner.trials import TrialRunner
+from scripts import run_squad
 
 seconds = defaultdict(float)
 calls = defaultdict(int)
@@ -53,7 +49,7 @@ def timed(owner, name, key):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", default="measure_overhead.json")
+    parser.add_argument("--output", default="outputs/overhead.json")
     args, run_squad_args = parser.parse_known_args(argv)
     run_squad_args = [a for a in run_squad_args if a != "--"]
     if run_squad.parse_args(run_squad_args)[2].lr_schedule != "lrtuner":  # (model, data, schedule, training, preset)
@@ -96,6 +92,7 @@ def main(argv=None):
         "calls": dict(calls),
         "command": " ".join(run_squad_args),
     }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return report

@@ -1,4 +1,4 @@
-"""scripts/measure_memory.py on the tiny BERT: one row per snapshot_device, the snapshots' size as the formula says."""
+"""benchmarks/memory.py on the tiny BERT: one row per snapshot_device, the snapshots' size as the formula says."""
 
 import csv
 import subprocess
@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow  # a training run per configuration, each in its own process
 def test_measure_memory_writes_a_row_per_snapshot_device(tmp_path):
     output = tmp_path / "memory.csv"
-    command = [sys.executable, str(REPO_ROOT / "scripts" / "measure_memory.py"), "--models", "tiny_bert",
+    command = [sys.executable, "-m", "benchmarks.memory", "--models", "tiny_bert",
                "--snapshot_devices", "none", "cpu", "--csv", str(output)]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert completed.returncode == 0, completed.stderr[-3000:]
     rows = list(csv.DictReader(output.open()))
     assert [(row["model"], row["snapshot_device"]) for row in rows] == [("tiny_bert", "none"), ("tiny_bert", "cpu")]
@@ -26,8 +26,8 @@ def test_measure_memory_writes_a_row_per_snapshot_device(tmp_path):
         assert float(row["peak_rss_with_mb"]) > 100 and float(row["peak_rss_without_mb"]) > 100
         assert row["cuda_peak_with_mb"] == "" and row["device"] == "cpu"
     # the docs' table, from the CSV alone
-    table = subprocess.run(command[:2] + ["--csv", str(output), "--table"], capture_output=True, text=True,
-                           timeout=60, check=True).stdout.splitlines()
+    table = subprocess.run(command[:3] + ["--csv", str(output), "--table"], capture_output=True, text=True,
+                           cwd=REPO_ROOT, timeout=60, check=True).stdout.splitlines()
     assert table[0].startswith("| model | parameters | `snapshot_device` |") and len(table) == 2 + len(rows)
     assert table[2].startswith("| tiny_bert | 21,378 | `None` (training device) |")
     assert table[3].startswith('| tiny_bert | 21,378 | `"cpu"` |')

@@ -1,4 +1,4 @@
-"""Smoke tests of the tuner suite's plumbing (scripts/tuner_suite.py, scripts/suite/, scripts/suite_report.py).
+"""Smoke tests of the tuner suite's plumbing (benchmarks/suite.py, benchmarks/, benchmarks/report.py).
 
 Tiny runs only (tens of updates): the CSV has exactly the suite's columns, a rerun skips the rows already there, the
 dev grid is extended when its best level is at an edge, and the report runs on the CSV.
@@ -13,10 +13,9 @@ import sys
 
 import pytest
 
-import suite_report
-from suite import METHODS, parse_method, v01_available
-from suite.runner import DEV_SEED_OFFSET, COLUMNS, read_rows, records_path, register_task, run_suite
-from suite.tasks_synthetic import TASKS
+from benchmarks import METHODS, parse_method, report, v01_available
+from benchmarks.runner import DEV_SEED_OFFSET, COLUMNS, read_rows, records_path, register_task, run_suite
+from benchmarks.tasks_synthetic import TASKS
 
 EXPECTED_COLUMNS = [
     "task", "tier", "method", "guess", "lr", "seed", "split", "metric_name", "metric", "higher_is_better", "delta",
@@ -116,7 +115,7 @@ def test_suite_writes_csv_resumes_and_reports(tiny_tasks, tmp_path):
                     "<!-- suite_report:tasks --><!-- /suite_report:tasks -->\n"
                     "<!-- suite_report:metrics --><!-- /suite_report:metrics -->\n"
                     "<!-- suite_report:ablation --><!-- /suite_report:ablation -->\nend\n")
-    assert suite_report.main(["--csv", path, "--out", md, "--results_md", str(page), "--demo_csv", ""]) == 0
+    assert report.main(["--csv", path, "--out", md, "--results_md", str(page), "--demo_csv", ""]) == 0
     filled = page.read_text()
     assert filled.startswith("intro\n") and filled.endswith("end\n") and "\nold\n" not in filled
     assert "| target | met | measured |" in filled and "linear best of k" in filled
@@ -146,12 +145,12 @@ def test_regret_and_verdicts():
         rows.append(dict(base, method="linear", guess="1", lr="1", seed=str(s), split="test", metric=str(lin)))
         rows.append(dict(base, method="tuner", guess="1", lr="1", seed=str(s), split="test", metric=str(tun),
                          trial_updates="30", probe_passes="30"))
-    (t,) = suite_report.analyse(rows)
+    (t,) = report.analyse(rows)
     assert t["eta"] == 1.0 and t["interior"]
     cell = next(c for c in t["cells"] if c["method"] == "tuner")
     assert cell["regret"] == pytest.approx(2.5 / 3)
     assert cell["compute"] == pytest.approx(1.4)
-    v = suite_report.verdicts(t)["tuner"]
+    v = report.verdicts(t)["tuner"]
     assert v["no_harm"] is False and v["ub"] > 0.5
     # per-seed regrets 1.0, 0.5, 1.0: mean + t(0.95, df=2) x sd / sqrt(3)
     regrets = [1.0, 0.5, 1.0]
@@ -181,13 +180,13 @@ def test_ranking_over_guesses_and_tasks():
     }
     rows = _ranking_rows("full", regrets)
     rows += _ranking_rows("partial", {"linear": over(4, 0, 8), "lrtuner": over(1, 0, 2)})
-    tasks = suite_report.analyse(rows)
-    table = suite_report.regret_over_guesses(next(t for t in tasks if t["task"] == "full"))
+    tasks = report.analyse(rows)
+    table = report.regret_over_guesses(next(t for t in tasks if t["task"] == "full"))
     assert table["lrtuner"] == pytest.approx((2.0, 4.0, 1.3, 3))  # mean, worst (x delta), compute, guesses
     assert table["prodigy"] == pytest.approx((3.0, 3.0, 1.0, 1))  # LR-free: its one setting counts for every guess
     assert table["lr_range_test"][:2] == pytest.approx((14 / 3, 12.0))
 
-    per_task, complete, overall = suite_report.ranking(tasks)
+    per_task, complete, overall = report.ranking(tasks)
     full, partial = sorted(per_task, key=lambda row: row["task"])
     assert (full["best_mean"], full["best_worst"], full["complete"]) == ("lrtuner", "prodigy", True)
     assert (partial["best_mean"], partial["complete"]) == ("lrtuner", False)
@@ -204,34 +203,34 @@ def test_linear_best_of_k_and_the_pareto_front():
     grid = ("0.1", "0.3", "1", "3", "10")
     regrets = {"linear": dict(zip(grid, (8, 2, 0, 4, 10))), "lrtuner": dict(zip(grid, (1, 0, 0, 1, 2))),
                "prodigy": {"": 3}, "knee": dict(zip(grid, (9, 3, 1, 5, 11)))}
-    (t,) = suite_report.analyse(_ranking_rows("t", regrets, delta=1.0))
-    assert suite_report.linear_best_of(t, 1) == pytest.approx(dict(zip(grid, (8, 2, 0, 4, 10))))
+    (t,) = report.analyse(_ranking_rows("t", regrets, delta=1.0))
+    assert report.linear_best_of(t, 1) == pytest.approx(dict(zip(grid, (8, 2, 0, 4, 10))))
     # k=2: 0.1 -> {0.1,0.3}: 2; 0.3 -> {0.1,0.3}: 2, {0.3,1}: 0 -> 1; 1 -> 0; 3 -> {1,3}: 0, {3,10}: 4 -> 2; 10 -> 4
-    assert suite_report.linear_best_of(t, 2) == pytest.approx(dict(zip(grid, (2, 1, 0, 2, 4))))
-    assert suite_report.linear_best_of(t, 9) == pytest.approx(dict.fromkeys(grid, 0))  # k capped at the grid
-    compared = suite_report.equal_compute(t)
+    assert report.linear_best_of(t, 2) == pytest.approx(dict(zip(grid, (2, 1, 0, 2, 4))))
+    assert report.linear_best_of(t, 9) == pytest.approx(dict.fromkeys(grid, 0))  # k capped at the grid
+    compared = report.equal_compute(t)
     assert compared["lrtuner"]["k"] == 2 and compared["lrtuner"]["compute"] == pytest.approx(1.3)
     assert (compared["lrtuner"]["linear_mean"], compared["lrtuner"]["linear_worst"]) == pytest.approx((1.8, 4))
     assert compared["linear"]["k"] == 1 and compared["linear"]["linear_worst"] == compared["linear"]["worst"]
     # prodigy (worst 3, compute 1) and lrtuner (worst 2, compute 1.3) trade off; linear and knee are dominated
-    assert suite_report.pareto(suite_report.regret_over_guesses(t)) == ["prodigy", "lrtuner"]
+    assert report.pareto(report.regret_over_guesses(t)) == ["prodigy", "lrtuner"]
 
 
 def test_targets_from_hand_made_rows():
     grid = ("0.1", "0.3", "1", "3", "10")
     peers = {m: {"": 6} if m in ("prodigy", "dadaptation") else dict.fromkeys(grid, 6)
-             for m in suite_report.PEERS if m != "linear"}
+             for m in report.PEERS if m != "linear"}
     rows = _ranking_rows("a", {"linear": dict(zip(grid, (8, 2, 0, 4, 10))), "lrtuner": dict(zip(grid, (1, 0.2, 0, 3, 2))),
                                **peers}, delta=1.0)
     rows += _ranking_rows("b", {"linear": dict(zip(grid, (8, 2, 0, 4, 10))), "lrtuner": dict(zip(grid, (9, 9, 0, 9, 9))),
                                 **peers}, delta=1.0)
     gpu = _ranking_rows("gpu", {"linear": dict.fromkeys(grid, 0), "lrtuner": dict.fromkeys(grid, 50)}, delta=1.0)
     rows += [dict(r, device="NVIDIA H200") for r in gpu]  # GPU rows do not decide
-    tasks = suite_report.analyse(rows)
-    assert [t["task"] for t in suite_report.deciding(tasks)] == ["a", "b"]
+    tasks = report.analyse(rows)
+    assert [t["task"] for t in report.deciding(tasks)] == ["a", "b"]
     demo = [{"schedule": s, "seed": str(seed), "f1": str(f1)} for seed in range(3)
             for s, f1 in (("linear", 50.0), ("lrtuner", 49.5 - seed))]
-    lines = [(name.split(":")[0], met, measured) for name, met, measured in suite_report.targets(tasks, demo_rows=demo)]
+    lines = [(name.split(":")[0], met, measured) for name, met, measured in report.targets(tasks, demo_rows=demo)]
     assert lines[0] == ("No harm", True, "2 of 2 tasks")
     assert lines[1:3] == [("First against the peers", False, "1 of 2 tasks with every peer")] * 2  # worst, mean
     assert lines[3] == ("Near guesses", False, "1 of 4 cells")  # only a's x0.3 is within delta

@@ -39,7 +39,7 @@ COLUMNS = [
 KEY_COLUMNS = ("task", "method", "guess", "lr", "seed", "split", "updates")
 GUESSES = (1 / 30, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 DEV_SEED_OFFSET = 1000  # dev runs use seed + 1000: disjoint from the test runs' seeds (see the module docstring)
-TASK_MODULES = ("suite.tasks_synthetic", "suite.task_minilm", "suite.task_squad")
+TASK_MODULES = ("benchmarks.tasks_synthetic", "benchmarks.task_minilm", "benchmarks.task_squad")
 # The tasks that decide, every one of them run on a CPU (the GPU tiers minilm_cls, squad_minilm stay as they are).
 CPU_TASKS = ("nqm_sgd", "nqm_adam", "freshhead_adam", "freshhead_sgd", "scratch_sgd", "minilm_cls_cpu",
              "squad_minilm_cpu")

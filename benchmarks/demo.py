@@ -1,10 +1,10 @@
 """The README's demo, every seed and schedule: `run_squad.py --preset offline_cpu`, linear and lrtuner, seeds 0-2.
 
 Runs the README's command as written, `--jobs` at a time, and writes one CSV row per run (the columns
-`suite_report.py --demo_csv` reads) and, with `--records`, LRTuner's race records per seed. Resumable: a run whose
-`metrics.json` exists is not run again.
+`python -m benchmarks.report --demo_csv` reads) and, with `--records`, LRTuner's race records per seed. Resumable: a
+run whose `metrics.json` exists is not run again.
 
-    python scripts/demo.py --jobs 2 --threads 1 --csv docs/results/demo_cpu.csv
+    python -m benchmarks.demo --jobs 2 --threads 1 --csv docs/results/demo_cpu.csv
 """
 
 import argparse

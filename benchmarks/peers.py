@@ -35,7 +35,7 @@ import contextlib
 import io
 import math
 
-from . import Driver, SchedulerDriver, parse_method
+from .drivers import Driver, SchedulerDriver, split_method
 
 __all__ = ["PEER_METHODS", "PEER_LR_FREE", "applied_lr", "lr_recorder", "optimizer_family", "peer_trainer_class"]
 
@@ -332,7 +332,7 @@ def peer_trainer_class(trainer_class, method: str, warmup: int):
     from torch.optim.lr_scheduler import LambdaLR
     from transformers import TrainerCallback
 
-    base, overrides = parse_method(method)
+    base, overrides = split_method(method)
     if base not in PEER_METHODS:
         raise ValueError(f"unknown peer method {method!r}; choose from {sorted(PEER_METHODS)}")
     _no_overrides(base, overrides)

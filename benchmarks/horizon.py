@@ -11,16 +11,16 @@ of the best level: the best level itself, or an adjacent level (x2) whose final 
 
 Usage (about a minute on one thread):
 
-    python -m suite.horizon            # from scripts/, or: python scripts/suite/horizon.py
-    python scripts/suite/horizon.py --seeds 10 --csv docs/results/horizon.csv
+    python -m benchmarks.horizon
+    python -m benchmarks.horizon --seeds 10 --csv docs/results/horizon.csv
 
 Writes `docs/results/horizon.csv` (T, h, winner_lr, winner_metric, best_lr, best_metric, spearman), the per-run grid
 `docs/results/horizon_grid.csv` (T, lr, seed, dev accuracy, dev loss) and prints h*(T).
 
-Per-arm loss logs for replaying decision rules offline (`scripts/suite/replay.py`), 7 minutes on one thread (beside
+Per-arm loss logs for replaying decision rules offline (`benchmarks/replay.py`), 7 minutes on one thread (beside
 another suite run on a 2-core machine):
 
-    nice -n 10 python scripts/suite/horizon.py --arms docs/results/horizon_arms.json.gz
+    nice -n 10 python -m benchmarks.horizon --arms docs/results/horizon_arms.json.gz
 
 `--arms` runs linear warmup-decay on each synthetic task of `ARM_TASKS` at the multipliers `arm_multipliers()` of the
 task's tuned LR (the suite CSV's linear dev grid): every guess x0.1, x0.3, x1, x3, x10 times 2^-4 .. 2^4, so a rule
@@ -41,19 +41,14 @@ import json
 import math
 import os
 import statistics as st
-import sys
 import time
-
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    __package__ = "suite"
 
 import torch
 
-from file_io import write_atomically
-from suite import default_warmup
-from suite.runner import tuned_lr
-from suite.tasks_synthetic import TASKS, run_freshhead
+from hf_lrtuner.files import write_atomically
+from benchmarks import default_warmup
+from benchmarks.runner import tuned_lr
+from benchmarks.tasks_synthetic import TASKS, run_freshhead
 
 # x2 grids of peak LRs (8 levels) bracketing the best level of each T (checked on the dev split; see the output).
 GRIDS = {

@@ -1,4 +1,4 @@
-"""The offline replay of decision rules (scripts/suite/replay.py) on a tiny hand-made per-arm log."""
+"""The offline replay of decision rules (benchmarks/replay.py) on a tiny hand-made per-arm log."""
 
 import gzip
 import json
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from suite import replay
+from benchmarks import replay
 
 T = 200
 NOISE = [0.03, -0.02, 0.04, -0.05, 0.01, -0.03, 0.02, 0.0, -0.01, 0.05]  # per-batch noise every arm shares

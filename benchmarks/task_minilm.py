@@ -7,7 +7,7 @@ The task is question / sentence answer containment, built from the repo's offlin
 balanced by construction. Sentences come from a simple regex split (`split_sentences`); a question whose answer
 straddles a sentence boundary, or whose context has no usable other sentence, is skipped.
 
-Splits (no article in two of them; the held-out training articles are those of ``scripts/benchmark_squad.py``):
+Splits (no article in two of them; the held-out training articles are those of ``benchmarks/squad_matrix.py``):
 
 - ``train``: the articles of ``train.json.gz`` minus `DEV_ARTICLES` drawn by ``split_by_article(..., seed=0)``;
 - ``dev``: those held-out training articles (the LR grid of the baseline is chosen here);
@@ -20,7 +20,7 @@ weight decay, batch `BATCH_SIZE`, dynamic padding and length-grouped batches. Ev
 optimizer and seed, so the same initialisation, batch order and (until a tuner trial draws from the RNG) dropout
 masks: ``linear`` drives the optimizer with
 ``get_linear_schedule_with_warmup(optimizer, W, T)``, ``lrtuner`` with ``LRTunerScheduler`` + ``LRTunerCallback``,
-W = round(0.1 T); a peer (``suite/peers.py``) takes the optimizer over through `peers.peer_trainer_class`.
+W = round(0.1 T); a peer (``benchmarks/peers.py``) takes the optimizer over through `peers.peer_trainer_class`.
 
 All 6 layers are kept (`NUM_LAYERS`). This checkpoint was trained with mean pooling, and below its last layer the
 [CLS] state hardly depends on the input (its spread over a batch is 0.0006-0.012 of a norm of ~10 after layers 1-5,
@@ -54,7 +54,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from file_io import write_atomically
+from hf_lrtuner.files import write_atomically
 
 from . import DEV_ARTICLES, REPO_ROOT, Task, cache_dir, check_trainer_run, default_warmup, jsonable
 from .peers import lr_recorder, peer_trainer_class
@@ -243,7 +243,7 @@ def training_arguments(output_dir: str, lr: float, seed: int, updates: int, warm
     """The run's `TrainingArguments`."""
     from transformers import TrainingArguments
 
-    from hf_lrtuner._trainer_internals import group_by_length
+    from hf_lrtuner.compat import group_by_length
 
     cuda = device.startswith("cuda")
     kwargs = dict(

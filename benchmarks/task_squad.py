@@ -1,17 +1,17 @@
 """Tier D task ``squad_minilm``: the repo's SQuAD pipeline (``scripts/run_squad.py --preset offline_cpu``) in the suite.
 
-Each run is one ``run_squad.py`` run in a child process (``python -m suite.task_squad --child SPEC``), so
-runs share no global state (loggers, seeds, CUDA context) and can run in parallel. The child loads
-``scripts/run_squad.py`` and calls its ``main`` with wrapped ``trainer_class_and_kwargs`` (nothing in the script is
-edited) that (a) adds a callback recording the LR of every real update, (b) for ``lrtuner:key=value,...`` builds
-``LRTunerConfig(key=value, ...)``, so any config field can be overridden, not only the script's ``--lrtuner_*``
-options, and (c) for a peer (``suite/peers.py``) runs the script's ``linear`` set-up with the Trainer class of
-`peers.peer_trainer_class`, which takes Trainer's optimizer over. Every method starts from the optimizer Trainer
+Each run is one ``run_squad.py`` run in a child process (``python -m benchmarks.task_squad --child SPEC``), so
+runs share no global state (loggers, seeds, CUDA context) and can run in parallel. The child imports
+``scripts.run_squad`` and calls ``run_squad.main(args, trainer_factory=...)`` with a factory that (a) adds a callback
+recording the LR of every real update, (b) for ``lrtuner:key=value,...`` builds ``LRTunerConfig(key=value, ...)``,
+so any config field can be overridden, not only the script's ``--lrtuner_*`` options, and (c) for a peer
+(``benchmarks/peers.py``) runs the script's ``linear`` set-up with the Trainer class of `peers.peer_trainer_class`,
+which takes Trainer's optimizer over. Every method starts from the optimizer Trainer
 builds (AdamW, no weight decay; the LR-free peers and Schedule-Free replace it) and the same seed; ``linear`` is
 Trainer's own ``lr_scheduler_type="linear"``. Warmup is W = round(0.1 T) updates for every method, T =
 ``--max_steps``.
 
-Data, as ``scripts/benchmark_squad.py`` (its ``prepare_data`` is reused): training on the first questions of the
+Data, as ``benchmarks/squad_matrix.py`` (its ``prepare_data``): training on the first questions of the
 training articles minus 3 held-out ones (``split_by_article(..., seed=0)``); ``dev`` scores those held-out training
 articles, ``test`` the preset's evaluation file (held-out articles). The split files live under `cache_dir()`.
 
@@ -24,8 +24,8 @@ Variants (chosen by ``updates``: ``quick`` when ``updates <= QUICK_UPDATES``, el
 
 Task ``squad_minilm_large`` is the GPU check's larger scale (``scripts/gpu_check.sh``): all training questions
 (7,366 questions: the 38 training articles minus the 3 dev ones), batch 32, T = `LARGE_UPDATES` (about one epoch of
-their features), 6 layers, bf16 on CUDA, 1,000 scored questions. It has no dev grid of its own (device time): its guesses
-are multiples of squad_minilm's tuned LR, passed with ``tuner_suite.py --eta``.
+their features), 6 layers, bf16 on CUDA, 1,000 scored questions. It has no dev grid of its own (device time): its
+guesses are multiples of squad_minilm's tuned LR, passed with ``python -m benchmarks.suite --eta``.
 
 Task ``squad_minilm_cpu`` is the tier that decides on a CPU (every method, 5 guesses, 3 seeds in the CPU suite):
 the same pipeline cut to the ``cpu`` variant: MiniLM's first 2 layers, max_seq_length 128 with doc_stride 32, batch
@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -55,9 +54,7 @@ from types import SimpleNamespace
 
 from . import DEV_ARTICLES, REPO_ROOT, Task, cache_dir, check_trainer_run, default_warmup
 from .peers import PEER_METHODS, lr_recorder, peer_trainer_class
-
-RUN_SQUAD = REPO_ROOT / "scripts" / "run_squad.py"
-BENCHMARK_SQUAD = REPO_ROOT / "scripts" / "benchmark_squad.py"
+from .squad_matrix import prepare_data
 
 UPDATES = 250  # about one epoch of 4,000 questions at batch 16 (the preset's 254 updates)
 QUICK_UPDATES = 40
@@ -71,15 +68,6 @@ VARIANTS = {
     "cpu": {"num_hidden_layers": 2, "train_questions": 2000, "eval_questions": 150, "batch_size": 8,
             "max_seq_length": 128, "doc_stride": 32},
 }
-
-
-def _load_script(path: Path, name: str):
-    """A fresh module object of a script, registered as sys.modules[name] (dataclasses look their module up there)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextlib.contextmanager
@@ -96,12 +84,11 @@ def _file_lock(path: Path):
 
 
 def data_paths() -> dict:
-    """``{"train", "dev", "eval"}`` files, made once by ``benchmark_squad.prepare_data`` (under a lock, since parallel
+    """``{"train", "dev", "eval"}`` files, made once by ``squad_matrix.prepare_data`` (under a lock, since parallel
     runs may ask at the same time)."""
     output_dir = cache_dir() / "squad_minilm"
     with _file_lock(output_dir / ".prepare.lock"):
-        benchmark = _load_script(BENCHMARK_SQUAD, "_suite_benchmark_squad")
-        return {k: str(v) for k, v in benchmark.prepare_data(
+        return {k: str(v) for k, v in prepare_data(
             SimpleNamespace(output_dir=str(output_dir), dev_articles=DEV_ARTICLES)).items()}
 
 
@@ -154,8 +141,7 @@ def run_squad_minilm(method: str, lr: float | None, seed: int, split: str, updat
         "output_dir": output_dir,
     }
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_EVALUATE_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(
-               filter(None, [str(REPO_ROOT), str(REPO_ROOT / "scripts"), os.environ.get("PYTHONPATH")]))}
+           "HF_DATASETS_OFFLINE": "1"}
     if not device.startswith("cuda"):
         env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("MKL_NUM_THREADS", "1")
@@ -201,31 +187,23 @@ def run_squad_minilm(method: str, lr: float | None, seed: int, split: str, updat
 
 
 def _child(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    run_squad = _load_script(RUN_SQUAD, "run_squad")
-    original = run_squad.trainer_class_and_kwargs
+    from scripts import run_squad
 
+    spec = json.loads(Path(spec_path).read_text())
     recorder = lr_recorder()
 
-    def trainer_class_and_kwargs(schedule_args, training_args):
-        trainer_class, kwargs = original(schedule_args, training_args)
-        if schedule_args.lr_schedule == "lrtuner":  # the tuner takes Trainer's warmup (LRTunerTrainerMixin)
+    def trainer_factory(trainer_class, **kwargs):
+        if "lrtuner_config" in kwargs:  # the tuner takes Trainer's warmup (LRTunerTrainerMixin)
             from hf_lrtuner import LRTunerConfig
 
             kwargs["lrtuner_config"] = LRTunerConfig(**spec["overrides"])
-
-        class RecordedTrainer(trainer_class):
-            def __init__(self, *args, **inner_kwargs):
-                super().__init__(*args, **inner_kwargs)
-                recorder.trainer = self
-                self.add_callback(recorder)
-
         if spec["peer"]:
-            return peer_trainer_class(RecordedTrainer, spec["peer"], int(training_args.warmup_steps)), kwargs
-        return RecordedTrainer, kwargs
+            trainer_class = peer_trainer_class(trainer_class, spec["peer"], int(kwargs["args"].warmup_steps))
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), recorder]
+        recorder.trainer = trainer_class(**kwargs)
+        return recorder.trainer
 
-    run_squad.trainer_class_and_kwargs = trainer_class_and_kwargs
-    run_squad.main(spec["run_squad_args"])
+    run_squad.main(spec["run_squad_args"], trainer_factory=trainer_factory)
     extra = {"lr_trace": recorder.lrs}
     peer = getattr(recorder.trainer, "peer", None)
     if peer is not None:
@@ -275,4 +253,5 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         _child(sys.argv[2])
     else:
-        sys.exit("usage: python -m suite.task_squad --child SPEC.json (the suite starts it; see the module docstring)")
+        sys.exit("usage: python -m benchmarks.task_squad --child SPEC.json (the suite starts it; see the module "
+                 "docstring)")

@@ -1,24 +1,21 @@
 """Run the tuner suite: a linear-warmup-decay dev grid per task, then every method at guesses around the tuned LR.
 
-    python scripts/tuner_suite.py --tasks cpu --methods all --jobs 2   # the whole CPU suite (docs/results.md)
-    python scripts/tuner_suite.py --tasks nqm_sgd freshhead_adam --methods linear lrtuner
-    python scripts/tuner_suite.py --quick --tasks freshhead_adam --methods linear "lrtuner:race_margin=0"
-    python scripts/tuner_suite.py --stage test --methods lrtuner --guesses 0.1 1 10   # reuses the dev rows
-    python scripts/tuner_suite.py --stage test --tasks squad_minilm_large --eta 2e-4 --device cuda  # no dev grid
+    python -m benchmarks.suite --tasks cpu --methods all --jobs 2   # the whole CPU suite (docs/results.md)
+    python -m benchmarks.suite --tasks nqm_sgd freshhead_adam --methods linear lrtuner
+    python -m benchmarks.suite --quick --tasks freshhead_adam --methods linear "lrtuner:race_margin=0"
+    python -m benchmarks.suite --stage test --methods lrtuner --guesses 0.1 1 10   # reuses the dev rows
+    python -m benchmarks.suite --stage test --tasks squad_minilm_large --eta 2e-4 --device cuda  # no dev grid
 
-Rows go to one CSV (resumable: runs already in it are skipped); summarise it with `scripts/suite_report.py`.
-See `scripts/suite/runner.py` for the protocol and `scripts/suite/__init__.py` for method strings.
+Rows go to one CSV (resumable: runs already in it are skipped); summarise it with `benchmarks/report.py`.
+See `benchmarks/runner.py` for the protocol and `benchmarks/__init__.py` for method strings.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from suite.runner import (  # noqa: E402
+from benchmarks.runner import (
     ALL_METHODS, COMPARED_GUESSES, CPU_TASKS, GUESSES, _module_tasks, all_tasks, run_suite,
 )
 
@@ -64,7 +61,7 @@ def main(argv=None):
             print(f"{t.name:16s} tier {t.tier}  {t.metric_name:8s} T={t.updates} (quick {t.quick_updates})"
                   f" delta={t.delta} grid={[f'{x:.3g}' for x in t.lr_grid]}")
         return 0
-    names = args.tasks or list(_module_tasks("suite.tasks_synthetic"))
+    names = args.tasks or list(_module_tasks("benchmarks.tasks_synthetic"))
     if names == ["cpu"]:
         names = list(CPU_TASKS)
         args.guesses = args.guesses or list(COMPARED_GUESSES)

@@ -1,6 +1,6 @@
-"""Summarise a tuner-suite CSV (from `scripts/tuner_suite.py`) into a markdown report and one plot per task.
+"""Summarise a tuner-suite CSV (from `benchmarks/suite.py`) into a markdown report and one plot per task.
 
-    python scripts/suite_report.py   # docs/results/suite.csv -> docs/results/suite.md and docs/results.md's tables
+    python -m benchmarks.report   # docs/results/suite.csv -> docs/results/suite.md and docs/results.md's tables
 
 Everything is computed from the CSV alone:
 
@@ -29,7 +29,7 @@ import statistics as st
 import sys
 from collections import defaultdict
 
-from suite.runner import best_lr
+from benchmarks.runner import best_lr
 
 # One-sided 95% quantiles of Student's t, by degrees of freedom (scipy is not a dependency).
 _T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860, 9: 1.833, 10: 1.812,
@@ -506,7 +506,7 @@ def fill_sections(path: str, sections: dict) -> None:
 
 def render(tasks, csv_path, out_path, make_plots=True, demo_rows=None):
     lines = ["# Tuner suite report", "", f"Source: `{csv_path}` (computed from the CSV only by "
-             "`scripts/suite_report.py`).", "",
+             "`benchmarks/report.py`).", "",
              "Regret R = sign x (M(linear@x1) - M(method@g)), paired by seed; positive = worse than the tuned "
              "baseline. UB95 = one-sided 95% t upper bound of the mean regret. No harm: UB95(x1) < delta. No sweep: "
              "mean regret <= delta at x0.3/x3, <= max(delta, 0.25 x linear's regret at that guess) at x0.1/x10. "

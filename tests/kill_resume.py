@@ -13,7 +13,7 @@ with `resume_from_checkpoint=last_complete_checkpoint(output_dir)`. Compared wit
 every update (every attempt's, including those of killed attempts), the tuner's records, its trial-update count and
 multiplier, Trainer's log history (losses, gradient norms, LRs, `lrtuner/*` logs) and the final weights.
 
-    python scripts/kill_resume.py --schedules 10 --kills 6 --seed 0 --timed 0.3
+    python tests/kill_resume.py --schedules 10 --kills 6 --seed 0 --timed 0.3
 
 Prints one line per schedule and a summary; exits 1 when a resumed run differs. `--child` runs one attempt (used by
 the harness).

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "scripts" / "gpu_check.sh"
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
@@ -57,7 +57,7 @@ def test_dry_run_plans_and_runs_tiny_cpu_stages(tmp_path):
     # the plan: the default stages, the larger SQuAD tier with linear, LRTuner and the best peer at x1 and x10
     assert "pip install -q --no-index --no-deps" in log and "--target /tmp/site" in log
     assert "-k '(fp16 or cuda or gpu) and not gpu_check'" in log
-    assert ("scripts/tuner_suite.py --tasks squad_minilm_large --stage test --eta 2e-4 --methods linear lrtuner "
+    assert ("-m benchmarks.suite --tasks squad_minilm_large --stage test --eta 2e-4 --methods linear lrtuner "
             "prodigy --guesses 1 10 --seeds 0 1 2 --device cuda") in log
     assert "demo:" not in log and "suite:" not in log  # not in the default stages
     # nothing installed, nothing on a GPU; the CPU stages ran and passed
@@ -85,7 +85,7 @@ def test_dry_run_plans_chosen_stages_with_suite_arguments(tmp_path):
     log = result.stdout + result.stderr
     assert result.returncode == 0, log
     assert "demo.py (run_squad.py --preset offline_cpu" in log
-    assert "scripts/tuner_suite.py --device cuda --jobs 12 --csv " in log
+    assert "-m benchmarks.suite --device cuda --jobs 12 --csv " in log
     assert "--tasks squad_minilm --methods schedulefree" in log
-    assert "scripts/measure_memory.py --device cuda --csv " in log
+    assert "-m benchmarks.memory --device cuda --csv " in log
     assert "squad_large:" not in log and "install:" not in log
