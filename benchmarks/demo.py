@@ -5,12 +5,14 @@ Runs the README's command as written, `--jobs` at a time, and writes one CSV row
 run whose `metrics.json` exists is not run again.
 
     python -m benchmarks.demo --jobs 2 --threads 1 --csv docs/results/demo_cpu.csv
+    python -m benchmarks.demo --csv docs/results/demo_cpu.csv --table    # the table of the rows, no runs
 """
 
 import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -40,6 +42,22 @@ def run_one(schedule: str, seed: int, work: str, threads: int) -> tuple[dict, di
     return {"schedule": schedule, "seed": seed, **{key: metrics[key] for key in COLUMNS[2:]}}, metrics
 
 
+def table(rows: list) -> str:
+    """Markdown: per schedule, F1 of each seed, mean F1 and EM, updates (+ trial updates) and final multipliers."""
+    lines = ["| schedule | " + " | ".join(f"seed {r['seed']}" for r in rows if r["schedule"] == rows[0]["schedule"])
+             + " | mean F1 | mean EM | updates + trial updates | final multiplier |",
+             "|---|" + "---|" * (sum(r["schedule"] == rows[0]["schedule"] for r in rows) + 4)]
+    for schedule in dict.fromkeys(r["schedule"] for r in rows):
+        own = [r for r in rows if r["schedule"] == schedule]
+        updates, trial = (statistics.mean(float(r[key]) for r in own) for key in ("updates", "trial_updates"))
+        cost = f"{updates:.0f}" + (f" + {trial:.0f} ({(updates + trial) / updates:.2f}x)" if trial else "")
+        lines.append(f"| {schedule} | " + " | ".join(f"{float(r['f1']):.2f}" for r in own)
+                     + f" | **{statistics.mean(float(r['f1']) for r in own):.2f}**"
+                     + f" | {statistics.mean(float(r['exact_match']) for r in own):.2f} | {cost} | "
+                     + ", ".join(f"{float(r['final_multiplier']):g}" for r in own) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -50,7 +68,12 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default="outputs/demo", help="where the runs' output folders and logs go")
     parser.add_argument("--csv", default="docs/results/demo_cpu.csv", help="the rows, one per run")
     parser.add_argument("--records", default=None, help="a JSON file for LRTuner's race records, by seed")
+    parser.add_argument("--table", action="store_true", help="print the table of --csv's rows and run nothing")
     args = parser.parse_args(argv)
+    if args.table:
+        with open(args.csv, newline="") as f:
+            print(table(list(csv.DictReader(f))))
+        return 0
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     runs = [(schedule, seed) for seed in args.seeds for schedule in args.schedules]
@@ -63,6 +86,7 @@ def main(argv=None) -> int:
         writer.writeheader()
         writer.writerows(rows)
     print(f"{len(rows)} rows -> {args.csv}")
+    print(table(rows))
     if args.records:
         records = {row["seed"]: metrics["schedule"].get("records") for row, metrics in results
                    if row["schedule"] == "lrtuner"}
