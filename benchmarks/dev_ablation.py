@@ -32,7 +32,8 @@ def _run(job):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("methods", nargs="+", help='method strings, e.g. lrtuner "lrtuner:race_horizon=0.1"')
     parser.add_argument("--csv", default="docs/results/suite.csv", help="suite CSV holding the linear dev grids")
     parser.add_argument("--tasks", nargs="+", default=sorted(TASKS))

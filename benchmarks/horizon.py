@@ -169,7 +169,8 @@ def crossover(rows):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name}", description=__doc__.split("\n")[0])
     p.add_argument("--Ts", type=int, nargs="+", default=sorted(GRIDS))
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--seeds_long", type=int, default=None, help="seeds for T=2000 (default: --seeds)")

@@ -48,7 +48,8 @@ def timed(owner, name, key):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="outputs/overhead.json")
     args, run_squad_args = parser.parse_known_args(argv)
     run_squad_args = [a for a in run_squad_args if a != "--"]

@@ -456,7 +456,8 @@ def _fmt(value: float) -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("log", help="a horizon.py --arms file (.json.gz)")
     parser.add_argument("--md", default=None, help="write the markdown tables here")
     parser.add_argument("--csv", default=None, help="write one row per (rule, task, guess, seed) here")

@@ -570,7 +570,8 @@ def render(tasks, csv_path, out_path, make_plots=True, demo_rows=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name}", description=__doc__.split("\n")[0])
     p.add_argument("--csv", default="docs/results/suite.csv")
     p.add_argument("--out", default="docs/results/suite.md")
     p.add_argument("--results_md", default="docs/results.md",

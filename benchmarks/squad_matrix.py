@@ -56,7 +56,8 @@ class Run:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="outputs/squad_offline", help="Per-run outputs (resumable).")
     parser.add_argument("--results_dir", default="docs/results", help="Aggregated CSVs, tables and plots.")
     parser.add_argument("--sweep_lrs", type=float, nargs="+", default=[3e-5, 1e-4, 3e-4])

@@ -28,7 +28,9 @@ def parse_guess(text: str) -> float:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Judge LR-tuning methods against a tuned linear-warmup-decay baseline.")
+    p = argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name}",
+        description="Judge LR-tuning methods against a tuned linear-warmup-decay baseline.")
     p.add_argument("--tasks", nargs="+", default=None,
                    help="task names, or 'cpu' for the tasks that decide (default: every synthetic task)")
     p.add_argument("--methods", nargs="+", default=["linear", "lrtuner"],
