@@ -84,7 +84,7 @@ def test_dry_run_plans_chosen_stages_with_suite_arguments(tmp_path):
                        HF_LRTUNER_SUITE_CACHE=str(tmp_path / "cache"))
     log = result.stdout + result.stderr
     assert result.returncode == 0, log
-    assert "demo.py (run_squad.py --preset offline_cpu" in log
+    assert "-m benchmarks.demo --jobs 6 --work " in log and "--records " in log
     assert "-m benchmarks.suite --device cuda --jobs 12 --csv " in log
     assert "--tasks squad_minilm --methods schedulefree" in log
     assert "-m benchmarks.memory --device cuda --csv " in log
