@@ -68,10 +68,12 @@ class LRTunerConfig:
         stop_down_margin (`float`, *optional*):
             Stop a downward challenger early, as `stop_behind` does an upward one, when it is behind the incumbent by
             this many standard errors. Short races disfavour the smaller LR, so only a wide margin is conclusive (4 in
-            the replay of `docs/results/replay.md`). `None`: downward challengers race their whole horizon.
+            the replay of `docs/results/replay.md`). `None`: downward challengers race their whole horizon. A candidate,
+            measured and not adopted as a default (`docs/method.md`).
         refine (`bool`, *optional*, defaults to `False`):
             When a race with an accelerated factor (`accelerate`) is lost, race once more in the same direction at the
-            square root of that factor instead of settling: the accelerated step may have jumped over the best LR.
+            square root of that factor instead of settling: the accelerated step may have jumped over the best LR. A
+            candidate, measured and not adopted as a default (`docs/method.md`).
         race_until (`float`, *optional*, defaults to 0.6):
             No race ends later than this share of the budget: late changes cannot pay back their cost. In (0, 1].
         collapse_fraction (`float`, *optional*, defaults to 0.5):
