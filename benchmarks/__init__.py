@@ -6,6 +6,7 @@ baseline, its report and the measurements beside it. Run from the repository roo
     python -m benchmarks.report            # docs/results/suite.csv -> docs/results/suite.md and docs/results.md
     python -m benchmarks.horizon           # race horizons and the per-arm logs; `benchmarks.replay` replays them
     python -m benchmarks.dev_ablation      # settings of the rule on the synthetic tasks' dev split
+    python -m benchmarks.proposal          # a race-free LR estimate from the run's own updates, per guess
     python -m benchmarks.squad_matrix      # release 0.1's SQuAD benchmark (scripts/run_squad.py, several schedules)
     python -m benchmarks.memory            # host (and GPU) memory of the tuner's snapshots
     python -m benchmarks.overhead          # the races' share of a run_squad.py run's time
