@@ -117,7 +117,7 @@ def progress(incumbent: Sequence[float]) -> float:
 
 def rule_v03(arms: Arms, guess: float, race_share=0.2, down_share=0.5, max_races=4, race_until=0.6,
              race_margin=2.0, min_improvement=0.01, margin_on="loss", accelerate=False,
-             up_improvement=None, stop_behind=False, stop_down=None, refine=False) -> Outcome:
+             up_improvement=None, stop_behind=False, stop_down=None, refine=False, up_trend=None) -> Outcome:
     """Release 0.3 (with the defaults): a race at step 0 of m/2 (judged at `down_share` of the race) and 2m (at
     `race_share` T); later races continue in the direction that won, until a tie, `max_races` or `race_until`.
 
@@ -129,7 +129,9 @@ def rule_v03(arms: Arms, guess: float, race_share=0.2, down_share=0.5, max_races
     that is conclusive); `stop_down` stops a downward challenger the same way when it is behind by this many standard
     errors (short races disfavour it, so only a wide margin is conclusive); `refine`: a race lost after an accelerated
     factor is followed by one in the same direction at the square root of that factor, instead of settling (an
-    accelerated step can jump over the best LR)."""
+    accelerated step can jump over the best LR); `up_trend`: an upward challenger that beats the incumbent wins only
+    if its lead did not shrink from the third to the last quarter of its race by more than this many standard errors
+    (the lead a larger LR takes early, which a smaller one catches up, is the short-horizon bias)."""
     T = arms.updates
     up = max(20, round(race_share * T))
     down = max(5, round(down_share * up))
@@ -164,7 +166,8 @@ def rule_v03(arms: Arms, guess: float, race_share=0.2, down_share=0.5, max_races
             reference = abs(st.mean(window(own))) if margin_on == "loss" else \
                 max(0.0, arms.losses[arms.key(m)][0] - st.mean(window(own)))
             share = min_improvement if up_improvement is None or c < m else up_improvement
-            if beats(run, own, race_margin, share, reference):
+            if beats(run, own, race_margin, share, reference) and not (
+                    c > m and up_trend is not None and lead_shrinks(run, own, up_trend)):
                 leader, end = c, start + h
                 break
         races += 1
@@ -178,6 +181,15 @@ def rule_v03(arms: Arms, guess: float, race_share=0.2, down_share=0.5, max_races
         direction, m, start = (1 if leader > m else -1), leader, end
         factor = factor * 2 if accelerate == "double" else factor**2 if accelerate else factor
     return Outcome(m, trial, notes)
+
+
+def lead_shrinks(run, incumbent, tolerance: float) -> bool:
+    """Whether the paired difference `run - incumbent` rose from the third to the last quarter of the race by more
+    than `tolerance` standard errors of that change."""
+    h = len(run)
+    third = paired_difference(run[h // 2:3 * h // 4], incumbent[h // 2:3 * h // 4])
+    last = paired_difference(run[3 * h // 4:h], incumbent[3 * h // 4:h])
+    return last[0] - third[0] > tolerance * math.hypot(third[1], last[1])
 
 
 def _behind_at(run, incumbent, race_margin, first=0.5, every=0.125, recent=0.25) -> Optional[int]:
@@ -314,6 +326,8 @@ def candidates() -> Dict[str, Callable[[Arms, float], Outcome]]:
         rules[f"0.4, stop down behind {margin:g} SE"] = _v03(stop_down=margin, **settings_04)
     rules["0.4, refine"] = _v03(refine=True, **settings_04)
     rules["0.4, refine, stop down behind 4 SE"] = _v03(refine=True, stop_down=4.0, **settings_04)
+    for tolerance in (0.0, 1.0):
+        rules[f"0.4, upward lead must not shrink ({tolerance:g} SE)"] = _v03(up_trend=tolerance, **settings_04)
     for share in (0.025, 0.05):
         for propose in ("argmin", "lowtie", "drift"):
             rules[f"screen x1/16 x1/4 x4 x16 at {share} T, {propose}, verify 0.2 T"] = _screen(

@@ -84,3 +84,11 @@ def test_evaluate_reports_the_regret_against_x1_and_against_the_best_arm(tmp_pat
     # x2 and x4 reach the same level: the lower one wins every race from step 0, and x2 is also best at the end
     table = replay.winners_by_horizon(replay.load_log(str(path)), shares=(0.1, 0.5))
     assert "| tiny | x2 | x2 | x2 |" in table
+
+
+def test_a_lead_that_shrinks_from_the_third_to_the_last_quarter_is_seen_and_a_steady_one_is_not():
+    incumbent = [1.0 + 0.01 * NOISE[t % 10] for t in range(40)]
+    steady = [x - 0.1 for x in incumbent]  # 0.1 ahead over the whole race
+    fading = [x - (0.1 if t < 30 else 0.02) for t, x in enumerate(incumbent)]  # 0.1 ahead, then 0.02
+    assert not replay.lead_shrinks(steady, incumbent, 1.0)
+    assert replay.lead_shrinks(fading, incumbent, 1.0)
