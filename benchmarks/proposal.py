@@ -192,10 +192,10 @@ def main(argv=None):
         command = "python -m benchmarks.proposal " + shlex.join(sys.argv[1:] if argv is None else argv)
         page = (f"# A zero-race proposal: the same-batch parabola\n\n`{command}`\n\n"
                 "The step scale s* that the same-batch parabola along the run's own updates gives (a window of "
-                f"{args.window:.0%} of the budget after warmup; linear runs, dev split, dev seeds; geometric mean over seeds): s* x the LR "
-                "is the greedy LR. A usable proposal would give the same estimate s* x guess from every guess (spread "
-                "1), and s* ranges that do not overlap between x1 and the far guesses. See the docstring of "
-                f"`benchmarks/proposal.py`.\n\n{text}\n")
+                f"{args.window:.0%} of the budget after warmup; linear runs, dev split, dev seeds; geometric mean over "
+                "seeds): s* x the LR is the greedy LR. A usable proposal would give the same estimate s* x guess from "
+                "every guess (spread 1), and s* ranges that do not overlap between x1 and the far guesses. See the "
+                f"docstring of `benchmarks/proposal.py`.\n\n{text}\n")
 
         def write_page(path):
             with open(path, "w") as f:

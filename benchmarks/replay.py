@@ -13,9 +13,11 @@ roll-back and the comparison of a diverging challenger with the incumbent (`Chal
 For every rule, task, guess (x0.1, x0.3, x1, x3, x10 of the tuned LR) and dev seed it writes the chosen multiplier
 (of the tuned LR), the compute (1 + challenger updates / T) and the regret against linear at x1 of the same seed, in
 units of the task's delta, and against the arm best at the end (the best multiplier of the log, mean over seeds).
+With `--suite-csv`, it also replays a guess of x1 on the CPU Trainer tiers, whose linear dev runs the suite keeps with
+every update's training loss (`trainer_dev_log`).
 
     python -m benchmarks.replay docs/results/horizon_arms.json.gz --md docs/results/replay.md \\
-        --csv docs/results/replay.csv
+        --csv docs/results/replay.csv --suite-csv docs/results/suite.csv
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 from hf_lrtuner import LRTunerConfig
 from hf_lrtuner.tuner import LossMonitor, paired_difference
 
+from benchmarks import default_warmup
+from benchmarks.runner import get_task, read_rows, records_path, tuned_lr
+
 GUESSES = (0.1, 0.3, 1.0, 3.0, 10.0)
+TRAINER_TASKS = ("minilm_cls_cpu", "squad_minilm_cpu")
 COLLAPSE_FRACTION = LRTunerConfig().collapse_fraction
 
 
@@ -40,6 +46,32 @@ def load_log(path: str) -> dict:
     """The content of a `horizon.py --arms` file."""
     with gzip.open(path, "rt", encoding="utf-8") as f:
         return json.load(f)
+
+
+def trainer_dev_log(suite_csv: str, tasks: Sequence[str] = TRAINER_TASKS) -> dict:
+    """The Trainer tiers' linear dev grid as a log of arms (the format of `load_log`): the suite keeps every update's
+    training loss of those runs in its records sidecar. The arms sit at the grid's multiples of the tuned LR (x1/8 ..
+    x4 for the CPU tiers), so of the guesses only x1 can be replayed, with its first race's two challengers."""
+    rows = [r for r in read_rows(suite_csv) if r["task"] in tasks and r["method"] == "linear" and r["split"] == "dev"]
+    metrics = {(r["task"], r["lr"], r["seed"], r["updates"]): float(r["metric"]) for r in rows}
+    log = {"tasks": {}}
+    with open(records_path(suite_csv), encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            key = record["key"]
+            found = (key["task"], key["lr"], key["seed"], key["updates"])
+            if found not in metrics or "losses" not in record:
+                continue
+            task = get_task(key["task"])
+            updates = int(key["updates"])
+            entry = log["tasks"].setdefault(task.name, {
+                "updates": updates, "warmup": default_warmup(updates), "tuned_lr": tuned_lr(task, updates, suite_csv),
+                "metric_name": task.metric_name, "higher_is_better": task.higher_is_better, "delta": task.delta,
+                "arms": []})
+            multiplier = round(float(key["lr"]) / entry["tuned_lr"], 6)
+            entry["arms"].append({"multiplier": multiplier, "seed": int(key["seed"]), "lr": float(key["lr"]),
+                                  "metric": metrics[found], "losses": record["losses"]})
+    return log
 
 
 class Arms:
@@ -432,22 +464,38 @@ def markdown(summary: List[dict], rows: List[dict]) -> str:
     return "\n".join(lines)
 
 
-HORIZON_SHARES = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5)
+def markdown_at_x1(rows: List[dict]) -> str:
+    """Markdown: per rule and task, the multiplier each seed ends at from x1, the mean regret and the compute."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    lines = ["| rule | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for rule in dict.fromkeys(r["rule"] for r in rows):
+        cells = []
+        for task in tasks:
+            cell = [r for r in rows if r["rule"] == rule and r["task"] == task and r["guess"] == 1.0]
+            chosen = " ".join(f"x{r['multiplier']:.3g}" for r in cell)
+            cells.append(f"{chosen}: {_fmt(st.mean(r['regret'] for r in cell))} "
+                         f"({st.mean(r['compute'] for r in cell):.2f}x)")
+        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+HORIZON_SHARES = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)  # 1.0: the training loss over the run's second half
 
 
 def winners_by_horizon(log: dict, shares=HORIZON_SHARES) -> str:
-    """Markdown: per task, the arm (multiple of the tuned LR, on the grid 2^-4 .. 2^4) with the lowest mean loss over
-    the second half of a race from step 0 of each share of the budget (mean over seeds; an arm the monitor stopped
-    is out), and the arm best at the end."""
-    grid = [2.0**k for k in range(-4, 5)]
-    lines = ["Race winner from step 0 by horizon (share of the budget) among the arms x1/16 .. x16, and the arm best "
-             "at the end (mean over the dev seeds):", "",
+    """Markdown: per task, the arm (multiple of the tuned LR, on the grid 2^-4 .. 2^4, where logged) with the lowest
+    mean loss over the second half of a race from step 0 of each share of the budget (mean over seeds; an arm the
+    monitor stopped is out), and the arm best at the end."""
+    lines = ["Race winner from step 0 by horizon (share of the budget) among the logged arms of x1/16 .. x16, and the "
+             "arm best at the end (mean over the dev seeds; at 1 T the winner is the arm with the lowest training loss "
+             "over the second half of the run):", "",
              "| task | " + " | ".join(f"{share:g} T" for share in shares) + " | best at the end |",
              "|---|" + "---|" * (len(shares) + 1)]
     for name, task in log["tasks"].items():
         sign = 1.0 if task["higher_is_better"] else -1.0
         seeds = sorted({arm["seed"] for arm in task["arms"]})
         per_seed = [Arms(task, seed) for seed in seeds]
+        grid = [2.0**k for k in range(-4, 5) if all(arms.key(2.0**k) is not None for arms in per_seed)]
         cells = []
         for share in shares:
             h = round(share * task["updates"])
@@ -463,6 +511,15 @@ def winners_by_horizon(log: dict, shares=HORIZON_SHARES) -> str:
     return "\n".join(lines)
 
 
+def _grid_span(log: dict) -> str:
+    """'x0.125 .. x4 (task)' for each task of a log: the range of its logged multipliers."""
+    spans = []
+    for name, task in log["tasks"].items():
+        multipliers = [arm["multiplier"] for arm in task["arms"]]
+        spans.append(f"x{min(multipliers):g} .. x{max(multipliers):g} (`{name}`)")
+    return ", ".join(spans)
+
+
 def _fmt(value: float) -> str:
     if not math.isfinite(value):
         return "inf"
@@ -476,6 +533,8 @@ def main(argv=None):
     parser.add_argument("--md", default=None, help="write the markdown tables here")
     parser.add_argument("--csv", default=None, help="write one row per (rule, task, guess, seed) here")
     parser.add_argument("--rules", nargs="+", default=None, help="rule names of candidates() to replay (default all)")
+    parser.add_argument("--suite-csv", default=None,
+                        help="also replay x1 on the Trainer tiers' linear dev grid of this suite CSV (and its records)")
     args = parser.parse_args(argv)
     rules = candidates()
     if args.rules:
@@ -486,18 +545,29 @@ def main(argv=None):
     log = load_log(args.log)
     rows = evaluate(log, rules)
     text = winners_by_horizon(log) + "\n\n" + markdown(summarize(rows), rows)
+    if args.suite_csv:
+        trainer_log = trainer_dev_log(args.suite_csv)
+        trainer_rows = evaluate(trainer_log, rules, guesses=(1.0,))
+        rows += trainer_rows
+        text += ("\n\n## The CPU Trainer tiers at x1 (their linear dev grid)\n\n"
+                 f"The linear dev runs of the tasks in `{args.suite_csv}` (dev split, dev seeds) keep every update's "
+                 f"training loss: arms at {_grid_span(trainer_log)} of the tuned LR, so only a guess of x1 and its "
+                 "first race can be replayed (a later race's challenger that was not logged is not run).\n\n"
+                 + winners_by_horizon(trainer_log) + "\n\nFrom x1: the multiplier each seed ends at, the mean regret "
+                 "(units of delta, against linear at x1) and the compute:\n\n" + markdown_at_x1(trainer_rows))
     print(text)
+    options = (("--md", args.md), ("--csv", args.csv), ("--suite-csv", args.suite_csv))
+    given = [f"{name} {value}" for name, value in options if value]
+    command = " ".join(["python -m benchmarks.replay", args.log, *given])
     if args.md:
         with open(args.md, "w") as f:
-            f.write(f"# Replay of decision rules on the per-arm logs\n\n`python -m benchmarks.replay {args.log}"
-                    f"{' --md ' + args.md if args.md else ''}{' --csv ' + args.csv if args.csv else ''}`\n\n{text}\n")
+            f.write(f"# Replay of decision rules on the per-arm logs\n\n`{command}`\n\n{text}\n")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
     return rows
-
 
 if __name__ == "__main__":
     main()

@@ -92,3 +92,35 @@ def test_a_lead_that_shrinks_from_the_third_to_the_last_quarter_is_seen_and_a_st
     fading = [x - (0.1 if t < 30 else 0.02) for t, x in enumerate(incumbent)]  # 0.1 ahead, then 0.02
     assert not replay.lead_shrinks(steady, incumbent, 1.0)
     assert replay.lead_shrinks(fading, incumbent, 1.0)
+
+
+def test_the_trainer_tiers_dev_grid_is_read_as_arms_around_the_tuned_lr_and_x1_is_replayed(tmp_path):
+    import csv
+
+    from benchmarks.runner import COLUMNS
+
+    suite_csv = tmp_path / "suite.csv"
+    metrics = {0.0005: 68.0, 0.001: 72.0, 0.002: 50.0}  # the tuned LR is 0.001
+    with open(suite_csv, "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        for lr, metric in metrics.items():
+            writer.writerow({"task": "minilm_cls_cpu", "tier": "C", "method": "linear", "guess": "", "lr": f"{lr:g}",
+                             "seed": "1000", "split": "dev", "metric_name": "accuracy", "metric": metric,
+                             "higher_is_better": "True", "delta": "0.5", "updates": str(T), "trial_updates": "0",
+                             "probe_passes": "0", "wall_s": "1", "device": "cpu"})
+    levels = {0.0005: 0.5, 0.001: 0.3, 0.002: 0.6}
+    with open(tmp_path / "suite_records.jsonl", "w") as f:
+        for lr, level in levels.items():
+            key = {"task": "minilm_cls_cpu", "method": "linear", "guess": "", "lr": f"{lr:g}", "seed": "1000",
+                   "split": "dev", "updates": str(T)}
+            f.write(json.dumps({"key": key, "losses": curve(level)}) + "\n")
+    log = replay.trainer_dev_log(str(suite_csv), tasks=("minilm_cls_cpu",))
+    task = log["tasks"]["minilm_cls_cpu"]
+    assert task["tuned_lr"] == 0.001 and task["warmup"] == 20
+    assert sorted((arm["multiplier"], arm["metric"]) for arm in task["arms"]) == [(0.5, 68.0), (1.0, 72.0), (2.0, 50.0)]
+    rule = replay.candidates()["progress, accelerate, up 0.3 T, down half, stop behind (0.4)"]
+    rows = replay.evaluate(log, {"0.4": rule}, guesses=(1.0,))
+    # x1's loss is the lowest: the race keeps it
+    assert [(row["guess"], row["multiplier"], row["regret"]) for row in rows] == [(1.0, 1.0, 0.0)]
+    assert "x1: 0.0" in replay.markdown_at_x1(rows)
