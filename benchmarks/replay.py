@@ -51,7 +51,7 @@ def load_log(path: str) -> dict:
 def trainer_dev_log(suite_csv: str, tasks: Sequence[str] = TRAINER_TASKS) -> dict:
     """The Trainer tiers' linear dev grid as a log of arms (the format of `load_log`): the suite keeps every update's
     training loss of those runs in its records sidecar. The arms sit at the grid's multiples of the tuned LR (x1/8 ..
-    x4 for the CPU tiers), so of the guesses only x1 can be replayed, with its first race's two challengers."""
+    x8 on the CPU tiers), so of the guesses only x1 can be replayed, with its first race's two challengers."""
     rows = [r for r in read_rows(suite_csv) if r["task"] in tasks and r["method"] == "linear" and r["split"] == "dev"]
     metrics = {(r["task"], r["lr"], r["seed"], r["updates"]): float(r["metric"]) for r in rows}
     log = {"tasks": {}}
@@ -62,12 +62,13 @@ def trainer_dev_log(suite_csv: str, tasks: Sequence[str] = TRAINER_TASKS) -> dic
             found = (key["task"], key["lr"], key["seed"], key["updates"])
             if found not in metrics or "losses" not in record:
                 continue
-            task = get_task(key["task"])
-            updates = int(key["updates"])
-            entry = log["tasks"].setdefault(task.name, {
-                "updates": updates, "warmup": default_warmup(updates), "tuned_lr": tuned_lr(task, updates, suite_csv),
-                "metric_name": task.metric_name, "higher_is_better": task.higher_is_better, "delta": task.delta,
-                "arms": []})
+            if key["task"] not in log["tasks"]:
+                task, updates = get_task(key["task"]), int(key["updates"])
+                log["tasks"][task.name] = {
+                    "updates": updates, "warmup": default_warmup(updates), "tuned_lr": tuned_lr(task, updates, suite_csv),
+                    "metric_name": task.metric_name, "higher_is_better": task.higher_is_better, "delta": task.delta,
+                    "arms": []}
+            entry = log["tasks"][key["task"]]
             multiplier = round(float(key["lr"]) / entry["tuned_lr"], 6)
             entry["arms"].append({"multiplier": multiplier, "seed": int(key["seed"]), "lr": float(key["lr"]),
                                   "metric": metrics[found], "losses": record["losses"]})
@@ -568,6 +569,7 @@ def main(argv=None):
             writer.writeheader()
             writer.writerows(rows)
     return rows
+
 
 if __name__ == "__main__":
     main()
