@@ -12,10 +12,10 @@ seen along the update) gives s* = inf.
 
 The estimate could serve as a proposal only if it were (1) the same from every guess, so that it says where the best
 LR is whatever the user guessed, and (2) at about the same ratio to the tuned LR on every task, so that one threshold
-separates a right guess from a wrong one. The report gives both: the estimate from each guess, its spread over the
-guesses, and its ratio to the tuned LR at x1.
+separates a right guess from a wrong one. The report gives both: s* from each guess (from x1 it is the estimate's
+ratio to the tuned LR), the spread of the estimate over the guesses, and the range of s* over the tasks per guess.
 
-Usage (linear runs of the synthetic tasks on the dev split and dev seeds; about 2 minutes on one thread):
+Usage (75 linear runs of the synthetic tasks on the dev split and dev seeds; 27 s on one thread):
 
     python -m benchmarks.proposal --csv docs/results/proposal.csv --md docs/results/proposal.md
 
@@ -108,11 +108,14 @@ def _window_of(overrides) -> float:
     return window
 
 
+# Importing this module makes the probe a method string of `train_loop`, which the tasks' `run` functions take.
 METHODS[PROBE_METHOD] = lambda model, optimizer, train_step, updates, warmup, overrides, loss_fn=None, **data: \
     ParabolaProbe(model, optimizer, updates, warmup, loss_fn, _window_of(dict(overrides)))
 
 
 def measure(tasks, guesses, seeds, window, suite_csv, log=print) -> list[dict]:
+    """One row per (task, guess, seed): a linear run at the guess times the task's tuned LR (from `suite_csv`'s dev
+    grid) on the dev split, with the probe's sums over `window` of the budget."""
     rows = []
     for name in tasks:
         task = get_task(name)
