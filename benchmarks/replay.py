@@ -150,7 +150,8 @@ def progress(incumbent: Sequence[float]) -> float:
 
 def rule_v03(arms: Arms, guess: float, race_share=0.2, down_share=0.5, max_races=4, race_until=0.6,
              race_margin=2.0, min_improvement=0.01, margin_on="loss", accelerate=False,
-             up_improvement=None, stop_behind=False, stop_down=None, refine=False, up_trend=None) -> Outcome:
+             up_improvement=None, stop_behind=False, stop_down=None, refine=False, up_trend=None,
+             stall_check=False) -> Outcome:
     """Release 0.3 (with the defaults): a race at step 0 of m/2 (judged at `down_share` of the race) and 2m (at
     `race_share` T); later races continue in the direction that won, until a tie, `max_races` or `race_until`.
 
@@ -164,7 +165,10 @@ def rule_v03(arms: Arms, guess: float, race_share=0.2, down_share=0.5, max_races
     factor is followed by one in the same direction at the square root of that factor, instead of settling (an
     accelerated step can jump over the best LR); `up_trend`: an upward challenger that beats the incumbent wins only
     if its lead did not shrink from the third to the last quarter of its race by more than this many standard errors
-    (the lead a larger LR takes early, which a smaller one catches up, is the short-horizon bias)."""
+    (the lead a larger LR takes early, which a smaller one catches up, is the short-horizon bias); `stall_check`: a
+    race the incumbent keeps, in which it made no progress (its late-race mean not below its first loss by
+    `LossMonitor.MIN_PROGRESS` of it) while a larger LR diverged, counts as the run's divergence: a roll-back halves
+    the multiplier (the incumbent sits past the edge of stability, collapsed to a constant predictor)."""
     T = arms.updates
     up = max(20, round(race_share * T))
     down = max(5, round(down_share * up))
@@ -204,6 +208,14 @@ def rule_v03(arms: Arms, guess: float, race_share=0.2, down_share=0.5, max_races
                 leader, end = c, start + h
                 break
         races += 1
+        upward_diverged = any(c > m and (run := arms.run(c, start, start + h)) is not None and len(run) < h
+                              for c, h in zip(challengers, horizons))
+        first = arms.losses[arms.key(m)][0]
+        if leader == m and stall_check and upward_diverged and \
+                first - st.mean(window(incumbent)) < LossMonitor.MIN_PROGRESS * abs(first):
+            notes.append(f"stalled@{start + max(horizons)}")
+            unsafe, m, direction, start = min(unsafe, m), m / 2, -1, start + max(horizons)
+            continue
         if leader == m:
             notes.append(f"tie@{start + max(horizons)}")
             if refine and direction != 0 and factor > 2.0 + 1e-9:
@@ -361,6 +373,7 @@ def candidates() -> Dict[str, Callable[[Arms, float], Outcome]]:
     rules["0.4, refine, stop down behind 4 SE"] = _v03(refine=True, stop_down=4.0, **settings_04)
     for tolerance in (0.0, 1.0):
         rules[f"0.4, upward lead must not shrink ({tolerance:g} SE)"] = _v03(up_trend=tolerance, **settings_04)
+    rules["0.4, a stalled incumbent beside a diverged larger LR rolls back"] = _v03(stall_check=True, **settings_04)
     for share in (0.025, 0.05):
         for propose in ("argmin", "lowtie", "drift"):
             rules[f"screen x1/16 x1/4 x4 x16 at {share} T, {propose}, verify 0.2 T"] = _screen(

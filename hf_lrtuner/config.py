@@ -74,6 +74,12 @@ class LRTunerConfig:
             When a race with an accelerated factor (`accelerate`) is lost, race once more in the same direction at the
             square root of that factor instead of settling: the accelerated step may have jumped over the best LR. A
             candidate, measured and not adopted as a default (`docs/method.md`).
+        stall_check (`bool`, *optional*, defaults to `False`):
+            A race the incumbent keeps although it made no progress during it (its late-race mean loss not below the
+            run's first loss by a tenth of it) while a larger-LR challenger diverged counts as the run's own divergence:
+            the runner rolls back to the race's start and the multiplier is lowered, with a probation, as after any
+            roll-back. A run collapsed from its first updates to a constant predictor (SGD 10x too high) never gave
+            back progress, so the loss monitor alone cannot see it. A candidate, off by default.
         race_until (`float`, *optional*, defaults to 0.6):
             No race ends later than this share of the budget: late changes cannot pay back their cost. In (0, 1].
         collapse_fraction (`float`, *optional*, defaults to 0.5):
@@ -105,6 +111,7 @@ class LRTunerConfig:
     stop_behind: bool = True
     stop_down_margin: Optional[float] = None
     refine: bool = False
+    stall_check: bool = False
     race_until: float = 0.6
     collapse_fraction: float = 0.5
     min_multiplier: float = 0.01
@@ -132,7 +139,7 @@ class LRTunerConfig:
                              f"{IMPROVEMENT_REFERENCES} (what min_improvement is a share of).")
         if self.stop_down_margin is not None:
             _check_float(self, "stop_down_margin", low=0.0, high=math.inf, closed="(0, inf), or None", include_low=False)
-        for name in ("accelerate", "stop_behind", "refine"):
+        for name in ("accelerate", "stop_behind", "refine", "stall_check"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"LRTunerConfig.{name}={getattr(self, name)!r} is invalid: it must be True or False.")
         _check_float(self, "race_until", low=0.0, high=1.0, closed="(0, 1]", include_low=False)

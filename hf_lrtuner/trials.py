@@ -224,6 +224,8 @@ class TrialRunner:
                 record = tuner.finish_race(self.step, self.race_losses)
                 self.scheduler.apply_lr()
                 self.race_batches, self.race_losses = [], []
+                if tuner.rollback_due:  # the incumbent stalled beside a diverged larger LR (`stall_check`)
+                    return self.roll_back()
         self._maybe_start_race()
         return record
 

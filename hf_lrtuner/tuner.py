@@ -224,6 +224,7 @@ class LRTuner:
         self.safe_point_monitor = self.monitor.state_dict()
         self.trial_updates = 0
         self.rollbacks = 0
+        self.rollback_due = False  # set by `finish_race` (`stall_check`), cleared by `back_off`
         self.records: List[TuningRecord] = []
 
     def __getattr__(self, name):  # only for names not found: those of earlier releases say what replaced them
@@ -394,6 +395,7 @@ class LRTuner:
         race = self._race
         incumbent_losses = [float(loss) for loss in incumbent_losses]
         leader = race["leader"]
+        self.rollback_due = leader == race["incumbent"] and self._stalled_beside_diverged(incumbent_losses)
         if leader != race["incumbent"]:
             self.direction = 1 if leader > race["incumbent"] else -1
             self.multiplier = leader
@@ -402,6 +404,8 @@ class LRTuner:
             self.monitor = LossMonitor(self.config.collapse_fraction, race["monitor"])
             for loss in race["losses"][race["challengers"].index(leader)]:
                 self.monitor.update(loss)
+        elif self.rollback_due:
+            pass  # the runner rolls back to the race's start, and `back_off` lowers the multiplier
         elif self.config.refine and self.direction != 0 and self.factor > self.config.race_factor:
             self.factor = math.sqrt(self.factor)  # the accelerated step may have jumped over the best LR
         else:
@@ -431,6 +435,20 @@ class LRTuner:
         self._race = None
         return record
 
+    def _stalled_beside_diverged(self, incumbent_losses: Sequence[float]) -> bool:
+        """With `stall_check`: whether the incumbent made no progress over the race (its late-race mean not below the
+        run's first loss by `LossMonitor.MIN_PROGRESS` of it) while a larger-LR challenger diverged, above the lowest
+        multiplier."""
+        race = self._race
+        if not self.config.stall_check:
+            return False
+        upward_diverged = any(m > race["incumbent"] and outcome == "diverged"
+                              for m, outcome in zip(race["challengers"], race["outcomes"]))
+        first = race["monitor"]["initial"] if race["monitor"]["count"] else incumbent_losses[0]
+        progress = first - _mean(self._window(incumbent_losses))
+        stalled = progress < LossMonitor.MIN_PROGRESS * abs(first)
+        return upward_diverged and stalled and self.multiplier > self.config.min_multiplier
+
     def abandon_race(self):
         """Drop the open race, if any, whose snapshot and batches are gone (a run resumed inside it): the incumbent
         stays."""
@@ -456,8 +474,8 @@ class LRTuner:
                 and not self.monitor.on_probation)
 
     def back_off(self, step: int) -> RollbackRecord:
-        """After a divergence (or a stall on probation) and a roll-back to the safe point: mark the multiplier unsafe,
-        lower it one `race_factor`, and put training on probation: it must make progress within
+        """After a divergence (or a stall on probation, or `rollback_due`) and a roll-back to the safe point: mark the
+        multiplier unsafe, lower it one `race_factor`, and put training on probation: it must make progress within
         `PROBATION_SHARE` of the budget, or the next roll-back lowers it again. Returns the roll-back's record."""
         if self.multiplier <= self.config.min_multiplier:
             raise FloatingPointError(
@@ -467,6 +485,7 @@ class LRTuner:
         self._mark_unsafe(self.multiplier)
         self.multiplier = max(self.config.min_multiplier, self.multiplier / self.config.race_factor)
         self.direction, self.settled, self._race, self.factor = -1, False, None, self.config.race_factor
+        self.rollback_due = False
         self.monitor = LossMonitor(self.config.collapse_fraction, self.safe_point_monitor)
         self.monitor.give_time(self.probation)
         self.rollbacks += 1

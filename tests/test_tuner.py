@@ -465,3 +465,30 @@ def test_refine_races_again_at_the_square_root_of_an_accelerated_factor_that_los
     tuner = make_tuner(refine=True)
     run_race(tuner, 0, lambda m: 1.0, lambda m: 0.01 if m > 1 else 0.0)
     assert tuner.settled and tuner.multiplier == 1.0
+
+
+def test_with_stall_check_an_incumbent_that_stalls_beside_a_diverged_larger_lr_is_rolled_back():
+    # A run at ln 10 from its first updates (SGD far too high collapses before it learns): it never gave back any
+    # progress, so its monitor sees nothing. The race's larger LR diverges and the smaller one is no better.
+    collapsed = [2.30 + 0.02 * NOISE[i % 10] for i in range(40)]
+    diverged = [2.30, 2.6, 3.5, math.inf]
+    for stall_check, incumbent, rolls_back in ((True, collapsed, True), (False, collapsed, False),
+                                                (True, arm_losses(1.5, 40, start=2.3), False)):
+        tuner = make_tuner(race_horizon=40, down_horizon=20, stall_check=stall_check)
+        tuner.multiplier = 8.0
+        tuner.start_race(0)
+        assert not tuner.score_challenger(4.0, collapsed[:20], incumbent)
+        assert not tuner.score_challenger(16.0, diverged, incumbent)
+        tuner.finish_race(40, incumbent)
+        assert tuner.rollback_due == rolls_back and tuner.settled != rolls_back
+        if rolls_back:
+            record = tuner.back_off(40)
+            assert record["rollback_to"] == 0 and tuner.multiplier == 4.0 and tuner.monitor.on_probation
+            assert not tuner.rollback_due and tuner.unsafe_from == 8.0
+    # a stalled incumbent whose larger challenger did not diverge (a slow start at a good LR) settles
+    tuner = make_tuner(race_horizon=40, down_horizon=20, stall_check=True)
+    tuner.start_race(0)
+    tuner.score_challenger(0.5, collapsed[:20], collapsed)
+    tuner.score_challenger(2.0, collapsed, collapsed)
+    tuner.finish_race(40, collapsed)
+    assert not tuner.rollback_due and tuner.settled
