@@ -23,7 +23,7 @@ Method strings:
     ``linear``           transformers.get_linear_schedule_with_warmup(optimizer, W, T), W = round(0.1 T)
     ``lrtuner[:k=v,..]`` hf_lrtuner's LRTunerScheduler + TrialRunner with LRTunerConfig(warmup_steps=W, k=v, ...)
                          (release 0.3's rule: ``lrtuner:race_horizon=0.2,accelerate=False,improvement_of=loss,
-                         stop_behind=False``, `hf_lrtuner.tuner.RULE_OF_0_3`)
+                         stop_behind=False,stall_check=False``, `hf_lrtuner.tuner.RULE_OF_0_3`)
     ``lrtuner_v01[:k=v,..]`` the same from the first release (git commit 0d79354, `V01_COMMIT`): its search rule,
                          ``runner.maybe_tune()`` before each update on random batches of the run, ``check_loss`` after
 

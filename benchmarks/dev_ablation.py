@@ -6,7 +6,7 @@ streams differ from theirs) on the *dev* split, and linear runs at x1 as the pai
 regret per guess in units of the task's delta, their mean and worst, and the compute. Nothing is written.
 
     nice -n 10 python -m benchmarks.dev_ablation --jobs 1 lrtuner \
-        "lrtuner:race_horizon=0.2,accelerate=False,improvement_of=loss,stop_behind=False"
+        "lrtuner:race_horizon=0.2,accelerate=False,improvement_of=loss,stop_behind=False,stall_check=False"
 """
 
 from __future__ import annotations

@@ -352,7 +352,9 @@ def verify(arms, incumbent_m, challenger_m, share, race_margin, min_improvement,
 
 
 def candidates() -> Dict[str, Callable[[Arms, float], Outcome]]:
-    """Rule name -> rule(arms, guess), the set the replay table compares. `0.4` is `LRTunerConfig()`'s rule."""
+    """Rule name -> rule(arms, guess), the set the replay table compares. `(0.4)` is `LRTunerConfig()`'s race rule;
+    with its stall check (`LRTunerConfig.stall_check`) it is `0.4, a stalled incumbent beside a diverged larger LR
+    rolls back`."""
     rules: Dict[str, Callable[[Arms, float], Outcome]] = {"0.3": rule_v03}
     rules["0.3, margin on progress"] = _v03(margin_on="progress")
     rules["0.3, margin on progress, accelerate"] = _v03(margin_on="progress", accelerate=True)

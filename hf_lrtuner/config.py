@@ -74,12 +74,12 @@ class LRTunerConfig:
             When a race with an accelerated factor (`accelerate`) is lost, race once more in the same direction at the
             square root of that factor instead of settling: the accelerated step may have jumped over the best LR. A
             candidate, measured and not adopted as a default (`docs/method.md`).
-        stall_check (`bool`, *optional*, defaults to `False`):
+        stall_check (`bool`, *optional*, defaults to `True`):
             A race the incumbent keeps although it made no progress during it (its late-race mean loss not below the
             run's first loss by a tenth of it) while a larger-LR challenger diverged counts as the run's own divergence:
             the runner rolls back to the race's start and the multiplier is lowered, with a probation, as after any
             roll-back. A run collapsed from its first updates to a constant predictor (SGD 10x too high) never gave
-            back progress, so the loss monitor alone cannot see it. A candidate, off by default.
+            back progress, so the loss monitor alone cannot see it. `False`: such a race settles the LR (0.3).
         race_until (`float`, *optional*, defaults to 0.6):
             No race ends later than this share of the budget: late changes cannot pay back their cost. In (0, 1].
         collapse_fraction (`float`, *optional*, defaults to 0.5):
@@ -111,7 +111,7 @@ class LRTunerConfig:
     stop_behind: bool = True
     stop_down_margin: Optional[float] = None
     refine: bool = False
-    stall_check: bool = False
+    stall_check: bool = True
     race_until: float = 0.6
     collapse_fraction: float = 0.5
     min_multiplier: float = 0.01

@@ -32,7 +32,8 @@ _REMOVED = {  # LRTuner's names of earlier releases -> what replaced them
 
 WARMUP, STABLE, DECAY = "warmup", "stable", "decay"
 # The settings that give release 0.3's decision rule (its upward races lasted 20% of the budget, at least 20 updates).
-RULE_OF_0_3 = {"race_horizon": 0.2, "accelerate": False, "improvement_of": "loss", "stop_behind": False}
+RULE_OF_0_3 = {"race_horizon": 0.2, "accelerate": False, "improvement_of": "loss", "stop_behind": False,
+               "stall_check": False}
 
 
 def paired_difference(scores: Sequence[float], baseline: Sequence[float]) -> tuple[float, float]:

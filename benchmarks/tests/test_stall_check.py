@@ -15,14 +15,14 @@ def run(method, seed):
 
 
 def test_the_stall_check_rolls_back_a_run_collapsed_from_its_start_and_the_back_off_finds_an_lr_that_learns():
-    silent = run("lrtuner", 1003)
+    silent = run("lrtuner:stall_check=False", 1003)
     assert [("rollback_to" in r, r["multiplier"]) for r in silent["records"]] == [(False, 1.0)]  # the race kept x10
     assert silent["metric"] < 25  # chance is 19.9% (the majority class)
-    checked = run("lrtuner:stall_check=True", 1003)
+    checked = run("lrtuner", 1003)  # on by default
     race, rollback = checked["records"][:2]
     assert rollback["step"] == race["end_step"] and rollback["rollback_to"] == race["step"] == 0
     assert rollback["multiplier"] == 0.5 and checked["metric"] > 55
 
 
 def test_the_stall_check_leaves_a_run_that_the_monitor_already_rolls_back_as_it_is():
-    assert run("lrtuner:stall_check=True", 1000) == run("lrtuner", 1000)
+    assert run("lrtuner", 1000) == run("lrtuner:stall_check=False", 1000)
