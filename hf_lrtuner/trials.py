@@ -197,7 +197,8 @@ class TrialRunner:
         """Feed the update that just ran on `batch` with loss `loss` (after `scheduler.step()`).
 
         Pass `reduced=True` for a loss that is already the same on every process. Returns the record of a race that
-        ended at this update, or of a roll-back; `None` otherwise.
+        ended at this update, or of a roll-back (also after a race whose incumbent stalled, `stall_check`: that race's
+        record is in `tuner.records`); `None` otherwise.
         """
         if self.step != self._last_step + 1:
             raise RuntimeError(

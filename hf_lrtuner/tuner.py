@@ -350,13 +350,16 @@ class LRTuner:
         """The second half of an arm's race: its early losses say more about the LR's speed than its outcome."""
         return list(losses[len(losses) // 2 :])
 
+    def _first_loss(self, incumbent_losses: Sequence[float]) -> float:
+        """The run's first loss (for a race at step 0, the incumbent's first): what progress is measured from."""
+        monitor = self._race["monitor"]
+        return monitor["initial"] if monitor["count"] else incumbent_losses[0]
+
     def _beats(self, losses: Sequence[float], than: Sequence[float]) -> bool:
         mean, stderr = paired_difference(self._window(losses), self._window(than))
         late = _mean(self._window(than))
         if self.config.improvement_of == "progress":
-            race = self._race
-            first = race["monitor"]["initial"] if race["monitor"]["count"] else than[0]  # a race at step 0: its first
-            reference = max(0.0, first - late)
+            reference = max(0.0, self._first_loss(than) - late)
         else:
             reference = abs(late)
         return mean < -max(self.config.race_margin * stderr, self.config.min_improvement * reference)
@@ -406,7 +409,7 @@ class LRTuner:
             for loss in race["losses"][race["challengers"].index(leader)]:
                 self.monitor.update(loss)
         elif self.rollback_due:
-            pass  # the runner rolls back to the race's start, and `back_off` lowers the multiplier
+            pass  # not settled: the runner rolls back to the race's start, and `back_off` lowers the multiplier
         elif self.config.refine and self.direction != 0 and self.factor > self.config.race_factor:
             self.factor = math.sqrt(self.factor)  # the accelerated step may have jumped over the best LR
         else:
@@ -445,7 +448,7 @@ class LRTuner:
             return False
         upward_diverged = any(m > race["incumbent"] and outcome == "diverged"
                               for m, outcome in zip(race["challengers"], race["outcomes"]))
-        first = race["monitor"]["initial"] if race["monitor"]["count"] else incumbent_losses[0]
+        first = self._first_loss(incumbent_losses)
         progress = first - _mean(self._window(incumbent_losses))
         stalled = progress < LossMonitor.MIN_PROGRESS * abs(first)
         return upward_diverged and stalled and self.multiplier > self.config.min_multiplier
