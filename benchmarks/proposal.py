@@ -58,12 +58,12 @@ class ParabolaProbe(SchedulerDriver):
     q = sum(loss after - loss before) - a of the same-batch parabola along each update (one extra forward pass each).
 
     Args:
-        model, optimizer, updates, warmup: as for any driver of `train_loop`.
+        optimizer, updates, warmup: as for any driver of `train_loop`.
         loss_fn (`Callable`): the task's loss of a batch, evaluated again after the update.
         window (`float`): share of the budget the window lasts (at least 10 updates).
     """
 
-    def __init__(self, model, optimizer, updates, warmup, loss_fn, window):
+    def __init__(self, optimizer, updates, warmup, loss_fn, window):
         from transformers import get_linear_schedule_with_warmup
 
         super().__init__(get_linear_schedule_with_warmup(optimizer, warmup, updates))
@@ -110,7 +110,7 @@ def _window_of(overrides) -> float:
 
 # Importing this module makes the probe a method string of `train_loop`, which the tasks' `run` functions take.
 METHODS[PROBE_METHOD] = lambda model, optimizer, train_step, updates, warmup, overrides, loss_fn=None, **data: \
-    ParabolaProbe(model, optimizer, updates, warmup, loss_fn, _window_of(dict(overrides)))
+    ParabolaProbe(optimizer, updates, warmup, loss_fn, _window_of(dict(overrides)))
 
 
 def measure(tasks, guesses, seeds, window, suite_csv, log=print) -> list[dict]:
