@@ -186,9 +186,10 @@ def rule_v03(arms: Arms, guess: float, race_share=0.2, down_share=0.5, max_races
             notes.append(f"rollback@{start + len(incumbent)}")
             unsafe, m, direction, start = min(unsafe, m), m / 2, -1, start + len(incumbent)
             continue
-        leader = m
+        leader, upward_diverged = m, False
         for c, h in sorted(zip(challengers, horizons)):
             run = arms.run(c, start, start + h)
+            upward_diverged |= c > m and len(run) < h
             stop_margin = race_margin if stop_behind and c > m else stop_down if c < m else None
             if stop_margin is not None:
                 run = run[:_behind_at(run, incumbent, stop_margin) or len(run)]
@@ -208,8 +209,6 @@ def rule_v03(arms: Arms, guess: float, race_share=0.2, down_share=0.5, max_races
                 leader, end = c, start + h
                 break
         races += 1
-        upward_diverged = any(c > m and (run := arms.run(c, start, start + h)) is not None and len(run) < h
-                              for c, h in zip(challengers, horizons))
         first = arms.losses[arms.key(m)][0]
         if leader == m and stall_check and upward_diverged and \
                 first - st.mean(window(incumbent)) < LossMonitor.MIN_PROGRESS * abs(first):

@@ -408,11 +408,9 @@ class LRTuner:
             self.monitor = LossMonitor(self.config.collapse_fraction, race["monitor"])
             for loss in race["losses"][race["challengers"].index(leader)]:
                 self.monitor.update(loss)
-        elif self.rollback_due:
-            pass  # not settled: the runner rolls back to the race's start, and `back_off` lowers the multiplier
         elif self.config.refine and self.direction != 0 and self.factor > self.config.race_factor:
             self.factor = math.sqrt(self.factor)  # the accelerated step may have jumped over the best LR
-        else:
+        elif not self.rollback_due:  # a stalled incumbent is not settled: the runner rolls back, `back_off` lowers it
             self.settled = True
         self.races_run += 1
         arms = [incumbent_losses, *race["losses"]]  # None: a challenger that never ran

@@ -34,6 +34,7 @@ BAD_VALUES = [
     ("stop_down_margin", 0.0),
     ("stop_down_margin", "4"),
     ("refine", 1),
+    ("stall_check", 1),
 ]
 
 
