@@ -526,6 +526,22 @@ def winners_by_horizon(log: dict, shares=HORIZON_SHARES) -> str:
     return "\n".join(lines)
 
 
+def arms_at_the_end(log: dict) -> str:
+    """Markdown: per task and arm, the training loss over the second half of the run (mean over seeds) beside the
+    final metric of each seed and their mean: whether the loss ranks the arms as the metric does."""
+    lines = ["| task | arm | training loss, second half of the run | metric per seed | mean metric |",
+             "|---|---|---|---|---|"]
+    for name, task in log["tasks"].items():
+        seeds = sorted({arm["seed"] for arm in task["arms"]})
+        per_seed = [Arms(task, seed) for seed in seeds]
+        for m in sorted(per_seed[0].losses):
+            loss = st.mean(st.mean(window(arms.losses[m])) for arms in per_seed)
+            metrics = [arms.metric[m] for arms in per_seed]
+            lines.append(f"| {name} | x{m:g} | {loss:.4f} | " + ", ".join(f"{v:.2f}" for v in metrics)
+                         + f" | {st.mean(metrics):.2f} |")
+    return "\n".join(lines)
+
+
 def _grid_span(log: dict) -> str:
     """'x0.125 .. x4 (task)' for each task of a log: the range of its logged multipliers."""
     spans = []
@@ -568,7 +584,9 @@ def main(argv=None):
                  f"The linear dev runs of the tasks in `{args.suite_csv}` (dev split, dev seeds) keep every update's "
                  f"training loss: arms at {_grid_span(trainer_log)} of the tuned LR, so only a guess of x1 and its "
                  "first race can be replayed (a later race's challenger that was not logged is not run).\n\n"
-                 + winners_by_horizon(trainer_log) + "\n\nFrom x1: the multiplier each seed ends at, the mean regret "
+                 + winners_by_horizon(trainer_log) + "\n\nEach arm's training loss over the second half of the run "
+                 "(what a race of the whole run would compare) and its dev metric:\n\n" + arms_at_the_end(trainer_log)
+                 + "\n\nFrom x1: the multiplier each seed ends at, the mean regret "
                  "(units of delta, against linear at x1) and the compute:\n\n" + markdown_at_x1(trainer_rows))
     print(text)
     options = (("--md", args.md), ("--csv", args.csv), ("--suite-csv", args.suite_csv))

@@ -124,3 +124,6 @@ def test_the_trainer_tiers_dev_grid_is_read_as_arms_around_the_tuned_lr_and_x1_i
     # x1's loss is the lowest: the race keeps it
     assert [(row["guess"], row["multiplier"], row["regret"]) for row in rows] == [(1.0, 1.0, 0.0)]
     assert "x1: 0.0" in replay.markdown_at_x1(rows)
+    table = replay.arms_at_the_end(log)
+    late = sum(curve(0.6)[T // 2:]) / (T - T // 2)  # x2's loss over the second half of its run
+    assert f"| minilm_cls_cpu | x2 | {late:.4f} | 50.00 | 50.00 |" in table
