@@ -35,7 +35,7 @@ from hf_lrtuner import LRTunerConfig
 from hf_lrtuner.tuner import LossMonitor, paired_difference
 
 from benchmarks import default_warmup
-from benchmarks.runner import get_task, read_rows, records_path, tuned_lr
+from benchmarks.runner import best_lr, dev_curve, get_task, read_rows, records_path
 
 GUESSES = (0.1, 0.3, 1.0, 3.0, 10.0)
 TRAINER_TASKS = ("minilm_cls_cpu", "squad_minilm_cpu")
@@ -64,8 +64,9 @@ def trainer_dev_log(suite_csv: str, tasks: Sequence[str] = TRAINER_TASKS) -> dic
                 continue
             if key["task"] not in log["tasks"]:
                 task, updates = get_task(key["task"]), int(key["updates"])
+                tuned = best_lr(dev_curve(rows, task, updates), task.higher_is_better)  # the suite's tuned_lr
                 log["tasks"][task.name] = {
-                    "updates": updates, "warmup": default_warmup(updates), "tuned_lr": tuned_lr(task, updates, suite_csv),
+                    "updates": updates, "warmup": default_warmup(updates), "tuned_lr": tuned,
                     "metric_name": task.metric_name, "higher_is_better": task.higher_is_better, "delta": task.delta,
                     "arms": []}
             entry = log["tasks"][key["task"]]
